@@ -1,0 +1,268 @@
+// CPU blendshape / deform kernels. Parallel over vertex blocks (and batch chunks in the forward),
+// so each thread writes disjoint output and reads a block's deltas while they are hot in cache.
+#include "facecore/blendshape.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "parallel.h"
+
+namespace facecore {
+
+namespace {
+
+constexpr int BS = kBlendshapeBlock;
+constexpr int BS3 = 3 * kBlendshapeBlock;
+
+inline int64_t num_blocks(int64_t V) { return (V + BS - 1) / BS; }
+
+// Calls f(k, values) for every stored (shape, block) entry of vertex block j, where `values`
+// points at 3 * kBlendshapeBlock (sparse) or 3 * nv (dense, last block) contiguous deltas.
+template <class T, class F>
+inline void for_each_entry(const BlendshapeParams<T>& p, int64_t j, F&& f) {
+  if (p.block_ptr == nullptr) {
+    for (int64_t k = 0; k < p.K; ++k) f(k, p.deltas + (k * p.V + j * BS) * 3);
+  } else {
+    for (int64_t e = p.block_ptr[j]; e < p.block_ptr[j + 1]; ++e)
+      f(int64_t(p.block_shape[e]), p.deltas + e * BS3);
+  }
+}
+
+inline int64_t entries_in_block(const int32_t* block_ptr, int64_t K, int64_t j) {
+  return block_ptr ? block_ptr[j + 1] - block_ptr[j] : K;
+}
+
+// acc[0:n] += w * d[0:n]; n is 96 for every full block so the loop gets a constant trip count.
+template <class T>
+inline void axpy(T* __restrict acc, T w, const T* __restrict d, int n) {
+  if (n == BS3) {
+#pragma omp simd
+    for (int i = 0; i < BS3; ++i) acc[i] += w * d[i];
+  } else {
+    for (int i = 0; i < n; ++i) acc[i] += w * d[i];
+  }
+}
+
+template <class T>
+inline T dot(const T* __restrict a, const T* __restrict b, int n) {
+  T s = 0;
+  if (n == BS3) {
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < BS3; ++i) s += a[i] * b[i];
+  } else {
+    for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  }
+  return s;
+}
+
+// Blendshape sum for vertex block j of batch row b into acc[0 : 3 * nv].
+template <class T>
+inline void block_sum(const BlendshapeParams<T>& p, int64_t j, int64_t b, int nv, T* acc) {
+  const int n = 3 * nv;
+  std::copy(p.neutral + j * BS3, p.neutral + j * BS3 + n, acc);
+  const T* w = p.weights + b * p.K;
+  const int len = p.block_ptr ? BS3 : n;  // sparse entries are padded to full blocks
+  for_each_entry(p, j, [&](int64_t k, const T* d) {
+    const T wk = w[k];
+    if (wk != T(0)) axpy(acc, wk, d, std::min(len, n));  // zero weights add exactly nothing
+  });
+}
+
+template <class T>
+inline void rotate_about(const T* R, const T* c, T* x) {
+  const T a = x[0] - c[0], b = x[1] - c[1], d = x[2] - c[2];
+  x[0] = R[0] * a + R[1] * b + R[2] * d + c[0];
+  x[1] = R[3] * a + R[4] * b + R[5] * d + c[1];
+  x[2] = R[6] * a + R[7] * b + R[8] * d + c[2];
+}
+
+// y = R^T x
+template <class T>
+inline void rotate_t(const T* R, const T* x, T* y) {
+  y[0] = R[0] * x[0] + R[3] * x[1] + R[6] * x[2];
+  y[1] = R[1] * x[0] + R[4] * x[1] + R[7] * x[2];
+  y[2] = R[2] * x[0] + R[5] * x[1] + R[8] * x[2];
+}
+
+template <class T>
+void forward_impl(const BlendshapeParams<T>& p, const RigidParams<T>* r, T* out, const CpuOptions& opt) {
+  validate_blendshape(p);
+  const int64_t nblk = num_blocks(p.V);
+  const int64_t bchunk = 8;  // batch rows per work item: a block's deltas are reused 8 times from L1
+  const int64_t nbc = (p.B + bchunk - 1) / bchunk;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(cpu::resolve_threads(opt))
+  for (int64_t j = 0; j < nblk; ++j) {
+    for (int64_t c = 0; c < nbc; ++c) {
+      alignas(64) T acc[BS3];
+      const int nv = int(std::min<int64_t>(BS, p.V - j * BS));
+      for (int64_t b = c * bchunk; b < std::min(p.B, (c + 1) * bchunk); ++b) {
+        block_sum(p, j, b, nv, acc);
+        if (r) {
+          const T* R = r->rotations + b * r->G * 9;
+          for (int i = 0; i < nv; ++i) {
+            const int32_t g = r->group[j * BS + i];
+            if (g > 0) rotate_about(R + g * 9, r->pivots + g * 3, acc + 3 * i);
+            rotate_about(R, r->pivots, acc + 3 * i);
+          }
+        }
+        std::copy(acc, acc + 3 * nv, out + (b * p.V + j * BS) * 3);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void validate_blendshape(const BlendshapeParams<T>& p) {
+  if (p.B < 0 || p.K < 0 || p.V < 0) throw Error("blendshape: negative size");
+  if (!p.block_ptr) return;
+  const int64_t nblk = num_blocks(p.V);
+  if (p.block_ptr[0] != 0 || p.block_ptr[nblk] != p.nnzb)
+    throw Error("blendshape: block_ptr must start at 0 and end at the number of stored blocks (" +
+                std::to_string(p.nnzb) + "), got " + std::to_string(p.block_ptr[0]) + " and " +
+                std::to_string(p.block_ptr[nblk]));
+  for (int64_t j = 0; j < nblk; ++j)
+    if (p.block_ptr[j + 1] < p.block_ptr[j])
+      throw Error("blendshape: block_ptr must be non-decreasing (at block " + std::to_string(j) + ")");
+  for (int64_t e = 0; e < p.nnzb; ++e)
+    if (p.block_shape[e] < 0 || p.block_shape[e] >= p.K)
+      throw Error("blendshape: block_shape[" + std::to_string(e) + "] = " +
+                  std::to_string(p.block_shape[e]) + " is outside [0, K=" + std::to_string(p.K) + ")");
+}
+
+template <class T>
+void blendshape_forward(const BlendshapeParams<T>& p, T* out, const CpuOptions& opt) {
+  forward_impl<T>(p, nullptr, out, opt);
+}
+
+template <class T>
+void deform_forward(const BlendshapeParams<T>& p, const RigidParams<T>& r, T* out, const CpuOptions& opt) {
+  for (int64_t v = 0; v < p.V; ++v)
+    if (r.group[v] < 0 || r.group[v] >= r.G)
+      throw Error("deform: vertex group " + std::to_string(r.group[v]) + " of vertex " +
+                  std::to_string(v) + " is outside [0, G=" + std::to_string(r.G) + ")");
+  forward_impl<T>(p, &r, out, opt);
+}
+
+template <class T>
+void blendshape_backward(const BlendshapeParams<T>& p, const T* grad_out, T* grad_weights,
+                         T* grad_neutral, T* grad_deltas, const CpuOptions& opt) {
+  validate_blendshape(p);
+  const int64_t nblk = num_blocks(p.V);
+  const int nthreads = cpu::resolve_threads(opt);
+  // grad_weights is a reduction over vertices: one partial [B, K] per thread, summed at the end.
+  std::vector<T> gw_partial(grad_weights ? size_t(nthreads) * p.B * p.K : 0, T(0));
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int tid = omp_get_thread_num();
+    T* gw = grad_weights ? gw_partial.data() + size_t(tid) * p.B * p.K : nullptr;
+    std::vector<T> gval;  // per-entry delta gradients of the current block
+    alignas(64) T gb[BS3];
+    alignas(64) T gn[BS3];
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t j = 0; j < nblk; ++j) {
+      const int nv = int(std::min<int64_t>(BS, p.V - j * BS));
+      const int n = 3 * nv;
+      const int len = p.block_ptr ? BS3 : n;
+      const int64_t ne = entries_in_block(p.block_ptr, p.K, j);
+      if (grad_deltas) gval.assign(size_t(ne) * BS3, T(0));
+      std::fill(gn, gn + BS3, T(0));
+      std::fill(gb, gb + BS3, T(0));
+      for (int64_t b = 0; b < p.B; ++b) {
+        std::copy(grad_out + (b * p.V + j * BS) * 3, grad_out + (b * p.V + j * BS) * 3 + n, gb);
+        if (grad_neutral)
+          for (int i = 0; i < n; ++i) gn[i] += gb[i];
+        const T* w = p.weights + b * p.K;
+        int64_t i = 0;
+        for_each_entry(p, j, [&](int64_t k, const T* d) {
+          if (gw) gw[b * p.K + k] += dot(gb, d, std::min(len, n));
+          if (grad_deltas) axpy(gval.data() + i * BS3, w[k], gb, len);
+          ++i;
+        });
+      }
+      if (grad_neutral) std::copy(gn, gn + n, grad_neutral + j * BS3);
+      if (grad_deltas) {
+        int64_t i = 0;
+        for_each_entry(p, j, [&](int64_t, const T* d) {
+          T* dst = grad_deltas + (d - p.deltas);  // same offset in the gradient as in the deltas
+          std::copy(gval.data() + i * BS3, gval.data() + i * BS3 + len, dst);
+          ++i;
+        });
+      }
+    }
+  }
+  if (grad_weights) {
+    const int64_t n = p.B * p.K;
+    std::fill(grad_weights, grad_weights + n, T(0));
+    for (int t = 0; t < nthreads; ++t)
+      for (int64_t i = 0; i < n; ++i) grad_weights[i] += gw_partial[size_t(t) * n + i];
+  }
+}
+
+template <class T>
+void rigid_backward(const BlendshapeParams<T>& p, const RigidParams<T>& r, const T* out,
+                    const T* grad_out, T* grad_points, T* grad_rotations, const CpuOptions& opt) {
+  const int nthreads = cpu::resolve_threads(opt);
+  const int64_t nr = p.B * r.G * 9;
+  std::vector<T> gr_partial(size_t(nthreads) * nr, T(0));
+  const int64_t vchunk = 1024;
+  const int64_t nvc = (p.V + vchunk - 1) / vchunk;
+#pragma omp parallel num_threads(nthreads)
+  {
+    T* gr = gr_partial.data() + size_t(omp_get_thread_num()) * nr;
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < p.B; ++b) {
+      for (int64_t c = 0; c < nvc; ++c) {
+        const T* R = r.rotations + b * r.G * 9;
+        for (int64_t v = c * vchunk; v < std::min(p.V, (c + 1) * vchunk); ++v) {
+          const int32_t g = r.group[v];
+          const T* o = out + (b * p.V + v) * 3;
+          const T* go = grad_out + (b * p.V + v) * 3;
+          // out = R0 (q - c0) + c0  =>  q - c0 = R0^T (out - c0), dL/dR0 += go (q - c0)^T
+          T x[3] = {o[0] - r.pivots[0], o[1] - r.pivots[1], o[2] - r.pivots[2]};
+          T q[3], gq[3];
+          rotate_t(R, x, q);
+          T* G0 = gr + b * r.G * 9;
+          for (int a = 0; a < 3; ++a)
+            for (int e = 0; e < 3; ++e) G0[a * 3 + e] += go[a] * q[e];
+          rotate_t(R, go, gq);
+          T* gp = grad_points + (b * p.V + v) * 3;
+          if (g > 0) {
+            const T* Rg = R + g * 9;
+            const T* cg = r.pivots + g * 3;
+            // q = Rg (p - cg) + cg  =>  p - cg = Rg^T (q - cg)
+            T y[3] = {q[0] + r.pivots[0] - cg[0], q[1] + r.pivots[1] - cg[1], q[2] + r.pivots[2] - cg[2]};
+            T pc[3];
+            rotate_t(Rg, y, pc);
+            T* Gg = gr + (b * r.G + g) * 9;
+            for (int a = 0; a < 3; ++a)
+              for (int e = 0; e < 3; ++e) Gg[a * 3 + e] += gq[a] * pc[e];
+            rotate_t(Rg, gq, gp);
+          } else {
+            gp[0] = gq[0], gp[1] = gq[1], gp[2] = gq[2];
+          }
+        }
+      }
+    }
+  }
+  std::fill(grad_rotations, grad_rotations + nr, T(0));
+  for (int t = 0; t < nthreads; ++t)
+    for (int64_t i = 0; i < nr; ++i) grad_rotations[i] += gr_partial[size_t(t) * nr + i];
+}
+
+#define FACECORE_INSTANTIATE(T)                                                                  \
+  template void validate_blendshape<T>(const BlendshapeParams<T>&);                              \
+  template void blendshape_forward<T>(const BlendshapeParams<T>&, T*, const CpuOptions&);        \
+  template void blendshape_backward<T>(const BlendshapeParams<T>&, const T*, T*, T*, T*,         \
+                                       const CpuOptions&);                                       \
+  template void deform_forward<T>(const BlendshapeParams<T>&, const RigidParams<T>&, T*,         \
+                                  const CpuOptions&);                                            \
+  template void rigid_backward<T>(const BlendshapeParams<T>&, const RigidParams<T>&, const T*,   \
+                                  const T*, T*, T*, const CpuOptions&);
+FACECORE_INSTANTIATE(float)
+FACECORE_INSTANTIATE(double)
+#undef FACECORE_INSTANTIATE
+
+}  // namespace facecore
