@@ -44,7 +44,9 @@ def cmake_prefix_path() -> str:
     """The prefix to give CMake (``-DCMAKE_PREFIX_PATH``) so that ``find_package(facecore)`` works."""
     from pathlib import Path
 
-    return str(Path(__file__).resolve().parent)
+    # The compiled module sits in the install prefix next to include/ and lib/cmake/facecore
+    # (also for editable installs, where this __init__.py stays in the source tree).
+    return str(Path(_C.__file__).resolve().parent)
 
 
 def __getattr__(name: str) -> Any:
