@@ -85,31 +85,92 @@ inline void rotate_t(const T* R, const T* x, T* y) {
   y[2] = R[2] * x[0] + R[5] * x[1] + R[8] * x[2];
 }
 
+// Rigid transforms of one vertex block for batch row b (acc holds its 3 * nv coordinates).
+template <class T>
+inline void apply_rigid(const RigidParams<T>& r, int64_t j, int64_t b, int nv, T* acc) {
+  const T* R = r.rotations + b * r.G * 9;
+  for (int i = 0; i < nv; ++i) {
+    const int32_t g = r.group[j * BS + i];
+    if (g > 0) rotate_about(R + g * 9, r.pivots + g * 3, acc + 3 * i);
+    rotate_about(R, r.pivots, acc + 3 * i);
+  }
+}
+
+// Forward of vertex block j for the batch rows [bt, bt + rows), rows <= ROWS: a register-blocked
+// micro-kernel. For each strip of S values it keeps a ROWS x S tile of accumulators in registers and
+// streams the block's entries through it (one delta load feeds ROWS multiply-adds). Entries whose
+// weights are all zero for the tile's rows are skipped: exact, and typical for ARKit frames.
+template <class T, int ROWS>
+__attribute__((always_inline)) inline void forward_tile(const BlendshapeParams<T>& p, const RigidParams<T>* r, int64_t j, int64_t bt,
+                         int rows, T* out) {
+  constexpr int S = 96 / int(sizeof(T));  // 24 floats = 3 AVX2 registers per row
+  const int nv = int(std::min<int64_t>(BS, p.V - j * BS));
+  thread_local std::vector<const T*> dptr;
+  thread_local std::vector<T> wt;  // [entry][ROWS]
+  dptr.clear();
+  wt.clear();
+  for_each_entry(p, j, [&](int64_t k, const T* d) {
+    T w[ROWS] = {};
+    bool any = false;
+    for (int q = 0; q < rows; ++q) any |= (w[q] = p.weights[(bt + q) * p.K + k]) != T(0);
+    if (!any) return;
+    dptr.push_back(d);
+    wt.insert(wt.end(), w, w + ROWS);
+  });
+  const T* nb = p.neutral + j * BS3;
+  const int64_t m = int64_t(dptr.size());
+  alignas(64) T acc[ROWS][BS3];
+  for (int s = 0; s < BS3; s += S) {
+    T a[ROWS][S];
+    for (int q = 0; q < ROWS; ++q)
+      for (int i = 0; i < S; ++i) a[q][i] = nb[s + i];
+    for (int64_t e = 0; e < m; ++e) {
+      const T* d = dptr[e] + s;
+      const T* w = wt.data() + e * ROWS;
+      for (int q = 0; q < ROWS; ++q)
+#pragma omp simd
+        for (int i = 0; i < S; ++i) a[q][i] += w[q] * d[i];
+    }
+    for (int q = 0; q < ROWS; ++q) std::copy(a[q], a[q] + S, acc[q] + s);
+  }
+  for (int q = 0; q < rows; ++q) {
+    if (r) apply_rigid(*r, j, bt + q, nv, acc[q]);
+    std::copy(acc[q], acc[q] + 3 * nv, out + ((bt + q) * p.V + j * BS) * 3);
+  }
+}
+
+// Forward of vertex block j for batch rows [b0, b1), in tiles of 4, 2 or 1 rows.
+template <class T>
+FACECORE_CPU_DISPATCH void forward_rows(const BlendshapeParams<T>& p, const RigidParams<T>* r, int64_t j,
+                                        int64_t b0, int64_t b1, T* out) {
+  const int nv = int(std::min<int64_t>(BS, p.V - j * BS));
+  if ((!p.block_ptr && nv != BS) || b1 - b0 == 1) {
+    // A single row (nothing to reuse a delta load for) or the partial last block of dense deltas:
+    // stream the entries through one accumulator.
+    alignas(64) T acc[BS3];
+    for (int64_t b = b0; b < b1; ++b) {
+      block_sum(p, j, b, nv, acc);
+      if (r) apply_rigid(*r, j, b, nv, acc);
+      std::copy(acc, acc + 3 * nv, out + (b * p.V + j * BS) * 3);
+    }
+    return;
+  }
+  int64_t b = b0;
+  for (; b + 4 <= b1; b += 4) forward_tile<T, 4>(p, r, j, b, 4, out);
+  if (b + 2 <= b1) forward_tile<T, 2>(p, r, j, b, 2, out), b += 2;
+  if (b < b1) forward_tile<T, 2>(p, r, j, b, 1, out);
+}
+
 template <class T>
 void forward_impl(const BlendshapeParams<T>& p, const RigidParams<T>* r, T* out, const CpuOptions& opt) {
   validate_blendshape(p);
   const int64_t nblk = num_blocks(p.V);
-  const int64_t bchunk = 8;  // batch rows per work item: a block's deltas are reused 8 times from L1
+  const int64_t bchunk = 16;  // batch rows per work item: a block's deltas are reused from L1/L2
   const int64_t nbc = (p.B + bchunk - 1) / bchunk;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(cpu::resolve_threads(opt))
-  for (int64_t j = 0; j < nblk; ++j) {
-    for (int64_t c = 0; c < nbc; ++c) {
-      alignas(64) T acc[BS3];
-      const int nv = int(std::min<int64_t>(BS, p.V - j * BS));
-      for (int64_t b = c * bchunk; b < std::min(p.B, (c + 1) * bchunk); ++b) {
-        block_sum(p, j, b, nv, acc);
-        if (r) {
-          const T* R = r->rotations + b * r->G * 9;
-          for (int i = 0; i < nv; ++i) {
-            const int32_t g = r->group[j * BS + i];
-            if (g > 0) rotate_about(R + g * 9, r->pivots + g * 3, acc + 3 * i);
-            rotate_about(R, r->pivots, acc + 3 * i);
-          }
-        }
-        std::copy(acc, acc + 3 * nv, out + (b * p.V + j * BS) * 3);
-      }
-    }
-  }
+  for (int64_t j = 0; j < nblk; ++j)
+    for (int64_t c = 0; c < nbc; ++c)
+      forward_rows(p, r, j, c * bchunk, std::min(p.B, (c + 1) * bchunk), out);
 }
 
 }  // namespace

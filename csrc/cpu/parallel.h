@@ -1,9 +1,19 @@
-// Internal helpers for the CPU kernels: OpenMP thread count resolution.
+// Internal helpers for the CPU kernels: OpenMP thread count and runtime instruction-set dispatch.
 #pragma once
 
 #include <omp.h>
 
 #include "facecore/common.h"
+
+// FACECORE_CPU_DISPATCH compiles a function twice, for x86-64-v3 (AVX2 + FMA) and for the baseline,
+// and picks one at load time (GCC/Clang target_clones), so one wheel runs everywhere at full speed.
+// Put it on the per-tile work function called *inside* an OpenMP loop: OpenMP outlines parallel
+// bodies into separate functions that would not inherit the clones.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__)
+#define FACECORE_CPU_DISPATCH __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FACECORE_CPU_DISPATCH
+#endif
 
 namespace facecore::cpu {
 

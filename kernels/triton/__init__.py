@@ -1,0 +1,1 @@
+"""Triton kernels, one module per op family; imported lazily by facecore.ops when backend="triton"."""
