@@ -207,6 +207,72 @@ void deform_forward(const BlendshapeParams<T>& p, const RigidParams<T>& r, T* ou
   forward_impl<T>(p, &r, out, opt);
 }
 
+// Backward of vertex block j over the whole batch, 4 rows at a time so that each load of an entry's
+// deltas feeds 4 dot products (grad_weights) and each update of its gradient sums 4 rows
+// (grad_deltas). gw: this thread's partial [B, K]; gval: scratch for the block's delta gradients.
+template <class T>
+FACECORE_CPU_DISPATCH void backward_block(const BlendshapeParams<T>& p, int64_t j, const T* grad_out, T* gw,
+                                          T* grad_neutral, T* grad_deltas, std::vector<T>& gval) {
+  const int nv = int(std::min<int64_t>(BS, p.V - j * BS));
+  const int n = 3 * nv;
+  const int len = p.block_ptr ? BS3 : n;
+  const int64_t ne = entries_in_block(p.block_ptr, p.K, j);
+  if (grad_deltas) gval.assign(size_t(ne) * BS3, T(0));
+  alignas(64) T gb[4][BS3];
+  alignas(64) T gn[BS3] = {};
+  for (int64_t b0 = 0; b0 < p.B; b0 += 4) {
+    const int rows = int(std::min<int64_t>(4, p.B - b0));
+    for (int q = 0; q < 4; ++q) {
+      if (q < rows) {
+        const T* src = grad_out + ((b0 + q) * p.V + j * BS) * 3;
+        std::copy(src, src + n, gb[q]);
+        std::fill(gb[q] + n, gb[q] + BS3, T(0));
+      } else {
+        std::fill(gb[q], gb[q] + BS3, T(0));  // padding rows contribute nothing
+      }
+    }
+    if (grad_neutral)
+      for (int q = 0; q < rows; ++q)
+#pragma omp simd
+        for (int i = 0; i < BS3; ++i) gn[i] += gb[q][i];
+    int64_t e = 0;
+    for_each_entry(p, j, [&](int64_t k, const T* d) {
+      if (gw) {
+        T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        if (n == BS3) {
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+          for (int i = 0; i < BS3; ++i) {
+            s0 += gb[0][i] * d[i], s1 += gb[1][i] * d[i], s2 += gb[2][i] * d[i], s3 += gb[3][i] * d[i];
+          }
+        } else {
+          for (int i = 0; i < n; ++i) {
+            s0 += gb[0][i] * d[i], s1 += gb[1][i] * d[i], s2 += gb[2][i] * d[i], s3 += gb[3][i] * d[i];
+          }
+        }
+        const T sums[4] = {s0, s1, s2, s3};
+        for (int q = 0; q < rows; ++q) gw[(b0 + q) * p.K + k] += sums[q];
+      }
+      if (grad_deltas) {
+        T w[4] = {};
+        for (int q = 0; q < rows; ++q) w[q] = p.weights[(b0 + q) * p.K + k];
+        T* gv = gval.data() + e * BS3;
+#pragma omp simd
+        for (int i = 0; i < BS3; ++i) gv[i] += w[0] * gb[0][i] + w[1] * gb[1][i] + w[2] * gb[2][i] + w[3] * gb[3][i];
+      }
+      ++e;
+    });
+  }
+  if (grad_neutral) std::copy(gn, gn + n, grad_neutral + j * BS3);
+  if (grad_deltas) {
+    int64_t i = 0;
+    for_each_entry(p, j, [&](int64_t, const T* d) {
+      T* dst = grad_deltas + (d - p.deltas);  // same offset in the gradient as in the deltas
+      std::copy(gval.data() + i * BS3, gval.data() + i * BS3 + len, dst);
+      ++i;
+    });
+  }
+}
+
 template <class T>
 void blendshape_backward(const BlendshapeParams<T>& p, const T* grad_out, T* grad_weights,
                          T* grad_neutral, T* grad_deltas, const CpuOptions& opt) {
@@ -217,42 +283,10 @@ void blendshape_backward(const BlendshapeParams<T>& p, const T* grad_out, T* gra
   std::vector<T> gw_partial(grad_weights ? size_t(nthreads) * p.B * p.K : 0, T(0));
 #pragma omp parallel num_threads(nthreads)
   {
-    const int tid = omp_get_thread_num();
-    T* gw = grad_weights ? gw_partial.data() + size_t(tid) * p.B * p.K : nullptr;
+    T* gw = grad_weights ? gw_partial.data() + size_t(omp_get_thread_num()) * p.B * p.K : nullptr;
     std::vector<T> gval;  // per-entry delta gradients of the current block
-    alignas(64) T gb[BS3];
-    alignas(64) T gn[BS3];
 #pragma omp for schedule(dynamic, 4)
-    for (int64_t j = 0; j < nblk; ++j) {
-      const int nv = int(std::min<int64_t>(BS, p.V - j * BS));
-      const int n = 3 * nv;
-      const int len = p.block_ptr ? BS3 : n;
-      const int64_t ne = entries_in_block(p.block_ptr, p.K, j);
-      if (grad_deltas) gval.assign(size_t(ne) * BS3, T(0));
-      std::fill(gn, gn + BS3, T(0));
-      std::fill(gb, gb + BS3, T(0));
-      for (int64_t b = 0; b < p.B; ++b) {
-        std::copy(grad_out + (b * p.V + j * BS) * 3, grad_out + (b * p.V + j * BS) * 3 + n, gb);
-        if (grad_neutral)
-          for (int i = 0; i < n; ++i) gn[i] += gb[i];
-        const T* w = p.weights + b * p.K;
-        int64_t i = 0;
-        for_each_entry(p, j, [&](int64_t k, const T* d) {
-          if (gw) gw[b * p.K + k] += dot(gb, d, std::min(len, n));
-          if (grad_deltas) axpy(gval.data() + i * BS3, w[k], gb, len);
-          ++i;
-        });
-      }
-      if (grad_neutral) std::copy(gn, gn + n, grad_neutral + j * BS3);
-      if (grad_deltas) {
-        int64_t i = 0;
-        for_each_entry(p, j, [&](int64_t, const T* d) {
-          T* dst = grad_deltas + (d - p.deltas);  // same offset in the gradient as in the deltas
-          std::copy(gval.data() + i * BS3, gval.data() + i * BS3 + len, dst);
-          ++i;
-        });
-      }
-    }
+    for (int64_t j = 0; j < nblk; ++j) backward_block(p, j, grad_out, gw, grad_neutral, grad_deltas, gval);
   }
   if (grad_weights) {
     const int64_t n = p.B * p.K;
