@@ -258,3 +258,47 @@ def test_opcheck_blendshape(gen):
     sd = ops.sparse_deltas(random_deltas(4, 40, gen, torch.float32))
     torch.library.opcheck(torch.ops.facecore.blendshape.default,
                           (w, n, sd.values.requires_grad_(), sd.block_ptr, sd.block_shape, "cpu"))
+
+
+# ----------------------------------------------------------------------------------------------
+# the ICT-FaceKit rig from ../shared (skipped when absent)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", backend_params(triton=False))
+def test_blendshape_and_deform_on_ict_rig(backend, ict_dir, gen):
+    import facecore.rig
+
+    device = device_for(backend)
+    rig = facecore.rig.load_ict(ict_dir).to(device)
+    V = rig.neutral.shape[0]
+    assert V == 26719
+    dense = rig.dense_deltas().clone().requires_grad_()
+    neutral = rig.neutral.clone().requires_grad_()
+    sparse = ops.sparse_deltas(dense)
+    sparse_values = sparse.values.clone().requires_grad_()
+    sparse = ops.SparseDeltas(sparse_values, sparse.block_ptr, sparse.block_shape, 52, V)
+    weights = torch.rand(3, 52, generator=gen).to(device).requires_grad_()
+    expected = ref.blendshape(weights, neutral, dense)
+    g = torch.randn(expected.shape, generator=gen).to(device)
+    want = torch.autograd.grad(expected, (weights, neutral, dense), g)
+    # ICT coordinates are in centimetres (|x| up to ~20) and K = 52 terms: float32 rounding ~1e-5 relative.
+    tol = dict(atol=2e-4, rtol=1e-4)
+    for deltas, leaf in ((dense, dense), (sparse, sparse_values)):
+        out = ops.blendshape(weights, neutral, deltas, backend=backend)
+        torch.testing.assert_close(out, expected, **tol)
+        got = torch.autograd.grad(out, (weights, neutral, leaf), g)
+        torch.testing.assert_close(got[0], want[0], atol=5e-2, rtol=1e-4)  # sums over 80k products
+        torch.testing.assert_close(got[1], want[1], **tol)
+        if leaf is dense:
+            torch.testing.assert_close(got[2], want[2], **tol)
+        else:  # sparse gradients exist for the stored blocks only
+            stored = ops.SparseDeltas(torch.ones_like(got[2]), sparse.block_ptr, sparse.block_shape, 52, V)
+            mask = stored.to_dense().bool()
+            got_dense = ops.SparseDeltas(got[2], sparse.block_ptr, sparse.block_shape, 52, V).to_dense()
+            torch.testing.assert_close(got_dense[mask], want[2][mask], **tol)
+    params = random_params(2, gen, torch.float32).to(device).requires_grad_()
+    out = ops.deform(params, rig, backend=backend)
+    expected = ref.deform(params, rig)
+    torch.testing.assert_close(out, expected, **tol)
+    g = torch.randn(out.shape, generator=gen).to(device)
+    torch.testing.assert_close(torch.autograd.grad(out, params, g)[0],
+                               torch.autograd.grad(expected, params, g)[0], atol=5e-2, rtol=1e-4)
