@@ -5,6 +5,7 @@ its custom ops, autograd and fake implementations on import.
 """
 
 from .blendshape import SparseDeltas, blendshape, deform, sparse_deltas
+from .linear_logprobs import linear_logprobs
 from .vertex_normals import vertex_normals
 
-__all__ = ["SparseDeltas", "blendshape", "deform", "sparse_deltas", "vertex_normals"]
+__all__ = ["blendshape", "deform", "linear_logprobs", "sparse_deltas", "SparseDeltas", "vertex_normals"]

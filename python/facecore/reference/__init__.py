@@ -4,7 +4,9 @@ Each function has the same signature as its op in :mod:`facecore.ops` (minus ``b
 float64, and is differentiable by torch autograd.
 """
 
+from . import losses
 from .blendshape import blendshape, deform, rigid
+from .linear_logprobs import linear_logprobs, sequence_logprobs
 from .vertex_normals import vertex_normals
 
-__all__ = ["blendshape", "deform", "rigid", "vertex_normals"]
+__all__ = ["blendshape", "deform", "linear_logprobs", "losses", "rigid", "sequence_logprobs", "vertex_normals"]
