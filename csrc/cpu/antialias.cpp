@@ -1,0 +1,366 @@
+// CPU analytic antialiasing. Every pixel gathers the deltas of the (up to four) pixel pairs it belongs
+// to, so the forward and the colour gradient need no atomics; the position gradient of a pair is computed
+// once, by the pair's left/top pixel, into per-thread buffers reduced in thread order (deterministic).
+#include "facecore/antialias.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "facecore/rasterize.h"
+#include "parallel.h"
+
+namespace facecore {
+
+namespace {
+
+inline int threads_for(int nthreads, int64_t work, int64_t grain) {
+  return int(std::max<int64_t>(1, std::min<int64_t>(nthreads, work / grain)));
+}
+
+// For each triangle edge t*3+k (edge k joins corners k+1 and k+2): the one other triangle edge with the
+// same two vertices, or -1 (boundary or non-manifold). Counting sort by the smaller vertex, then a sort
+// by the larger one inside each (small) bucket: O(T log deg).
+std::vector<int32_t> edge_neighbours(const int32_t* tri, int64_t T, int64_t V) {
+  const int64_t E = 3 * T;
+  std::vector<int64_t> start(V + 1, 0);
+  for (int64_t e = 0; e < E; ++e) {
+    const int32_t* t = tri + (e / 3) * 3;
+    const int k = int(e % 3);
+    start[std::min(t[(k + 1) % 3], t[(k + 2) % 3]) + 1]++;
+  }
+  for (int64_t v = 0; v < V; ++v) start[v + 1] += start[v];
+  std::vector<std::pair<int32_t, int32_t>> ord(E);  // (larger vertex, edge) bucketed by smaller vertex
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t e = 0; e < E; ++e) {
+    const int32_t* t = tri + (e / 3) * 3;
+    const int k = int(e % 3);
+    const int32_t a = t[(k + 1) % 3], b = t[(k + 2) % 3];
+    ord[fill[std::min(a, b)]++] = {std::max(a, b), int32_t(e)};
+  }
+  std::vector<int32_t> nbr(E, -1);
+  for (int64_t v = 0; v < V; ++v) {
+    auto* lo = ord.data() + start[v];
+    auto* hi = ord.data() + start[v + 1];
+    std::sort(lo, hi);
+    for (auto* r = lo; r < hi;) {
+      auto* q = r;
+      while (q < hi && q->first == r->first) ++q;
+      if (q - r == 2) nbr[r[0].second] = r[1].second, nbr[r[1].second] = r[0].second;
+      r = q;
+    }
+  }
+  return nbr;
+}
+
+// The neighbour table of the last triangle buffer seen by this thread: a renderer draws the same mesh
+// every frame. Keyed on a hash of the whole buffer (cheap next to the pixel work), never on the pointer.
+const std::vector<int32_t>& cached_neighbours(const int32_t* tri, int64_t T, int64_t V) {
+  struct Cache {
+    uint64_t key = 0;
+    int64_t T = -1, V = -1;
+    std::vector<int32_t> nbr;
+  };
+  static thread_local Cache cache;
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t i = 0; i < 3 * T; ++i) h = (h ^ uint32_t(tri[i])) * 1099511628211ull;
+  if (cache.T != T || cache.V != V || cache.key != h) {
+    cache.nbr = edge_neighbours(tri, T, V);
+    cache.key = h, cache.T = T, cache.V = V;
+  }
+  return cache.nbr;
+}
+
+// sign of det[(x, y, w)_0; (x, y, w)_1; (x, y, w)_2]: the screen-space facing of a clip-space triangle.
+template <class T>
+inline int orientation(const T* pos, const int32_t* t) {
+  const T* a = pos + int64_t(t[0]) * 4;
+  const T* b = pos + int64_t(t[1]) * 4;
+  const T* c = pos + int64_t(t[2]) * 4;
+  const double d = double(a[0]) * (double(b[1]) * c[3] - double(b[3]) * c[1]) -
+                   double(a[1]) * (double(b[0]) * c[3] - double(b[3]) * c[0]) +
+                   double(a[3]) * (double(b[0]) * c[1] - double(b[1]) * c[0]);
+  return (d > 0) - (d < 0);
+}
+
+// A pair's segment may leave the front triangle through an interior edge and meet the silhouette in a
+// neighbour (thin, foreshortened triangles along a contour): the search walks up to kMaxWalk triangles.
+constexpr int kMaxWalk = 4;
+constexpr uint8_t kNear = 8;  // sil bit 3: a silhouette edge is within kMaxWalk - 1 steps of this triangle
+
+// Per image: silhouette bits of every triangle (bit k: edge k may be on a silhouette; bit 3: kNear).
+template <class T>
+void silhouettes(const T* pos, const int32_t* tri, int64_t NT, const std::vector<int32_t>& nbr,
+                 std::vector<int8_t>& orient, std::vector<uint8_t>& sil, int nthreads) {
+  const int nth = threads_for(nthreads, NT, 8192);
+#pragma omp parallel for schedule(static) num_threads(nth)
+  for (int64_t t = 0; t < NT; ++t) orient[t] = int8_t(orientation(pos, tri + 3 * t));
+#pragma omp parallel for schedule(static) num_threads(nth)
+  for (int64_t t = 0; t < NT; ++t) {
+    const int o = orient[t];
+    uint8_t bits = 0;
+    for (int k = 0; k < 3; ++k) {
+      const int32_t n = nbr[3 * t + k];
+      bits |= uint8_t(n < 0 || o == 0 || orient[n / 3] != o) << k;
+    }
+    sil[t] = bits ? uint8_t(bits | kNear) : 0;
+  }
+  static thread_local std::vector<uint8_t> grow;
+  std::vector<uint8_t>& g = grow;
+  g.resize(NT);
+  for (int step = 1; step < kMaxWalk; ++step) {
+#pragma omp parallel for schedule(static) num_threads(nth)
+    for (int64_t t = 0; t < NT; ++t) {
+      bool near = sil[t] & kNear;
+      for (int k = 0; k < 3 && !near; ++k) near = nbr[3 * t + k] >= 0 && (sil[nbr[3 * t + k] / 3] & kNear);
+      g[t] = near;
+    }
+#pragma omp parallel for schedule(static) num_threads(nth)
+    for (int64_t t = 0; t < NT; ++t) sil[t] |= g[t] ? kNear : 0;
+  }
+}
+
+struct Pair {
+  bool active = false;
+  bool a_front = false;  // the nearer triangle F is the one at pixel A
+  double e = 0;          // crossing fraction from F's pixel centre towards the other one
+  int64_t t = 0;         // F's triangle
+  int k = 0;             // the crossed edge of F (joins corners k+1, k+2)
+};
+
+template <class T>
+inline int64_t tri_id(const T* r, int64_t NT) {  // 1-based id, 0 = background or invalid (also NaN)
+  const double d = double(r[3]);
+  return (d >= 0.5 && d < double(NT) + 0.5) ? int64_t(d + 0.5) : 0;
+}
+
+// The pair's segment runs from F's pixel centre (s = 0) to the other one (s = 1). In triangle X with edge
+// functions n_i (positive inside), the segment leaves X at the smallest s_i = n_i(0) / (n_i(0) - n_i(1))
+// over edges with n_i(0) >= 0 that decrease along the segment. A silhouette exit edge gives e = s_i;
+// an interior one hands over to the neighbour across it.
+template <class T>
+Pair eval_pair(const T* rA, const T* rB, double pxA, double pyA, double pxB, double pyB, const T* pos,
+               const int32_t* tri, int64_t NT, const uint8_t* sil, const int8_t* orient, const int32_t* nbr,
+               bool horizontal, double H, double W) {
+  Pair q;
+  const int64_t tA = tri_id(rA, NT), tB = tri_id(rB, NT);
+  if (tA == tB) return q;
+  const T zA = rA[2], zB = rB[2];
+  q.a_front = tA > 0 && (tB == 0 || zA < zB || (zA == zB && tA < tB));
+  int64_t cur = (q.a_front ? tA : tB) - 1;
+  if (!(sil[cur] & kNear)) return q;  // no silhouette nearby: most pairs inside a mesh end here
+  const double pxF = q.a_front ? pxA : pxB, pyF = q.a_front ? pyA : pyB;
+  const double pxO = q.a_front ? pxB : pxA, pyO = q.a_front ? pyB : pyA;
+  for (int step = 0; step < kMaxWalk; ++step) {
+    double v[3][4];
+    for (int c = 0; c < 3; ++c)
+      for (int j = 0; j < 4; ++j) v[c][j] = double(pos[int64_t(tri[3 * cur + c]) * 4 + j]);
+    const double o = orient[cur];
+    double best = 1.0;
+    int k = -1;
+    for (int i = 0; i < 3; ++i) {
+      const double n0 = o * raster::edge(v[(i + 1) % 3], v[(i + 2) % 3], pxF, pyF);
+      const double n1 = o * raster::edge(v[(i + 1) % 3], v[(i + 2) % 3], pxO, pyO);
+      if (n0 >= 0 && n1 < n0) {
+        const double e = n0 / (n0 - n1);
+        if (e < best) best = e, k = i;
+      }
+    }
+    if (k < 0) return q;  // the segment ends inside this triangle
+    if ((sil[cur] >> k) & 1) {
+      // Each silhouette edge is handled by one pair direction only (horizontal pairs for edges steeper than
+      // 45 degrees on screen), otherwise a slanted edge would be blended, and differentiated, twice.
+      const double* pj = v[(k + 1) % 3];
+      const double* pk = v[(k + 2) % 3];
+      const double ax = std::abs(pj[1] * pk[3] - pj[3] * pk[1]) * H, ay = std::abs(pj[3] * pk[0] - pj[0] * pk[3]) * W;
+      if ((ax >= ay) != horizontal) return q;
+      q.active = true, q.e = best, q.t = cur, q.k = k;
+      return q;
+    }
+    const int32_t n = nbr[3 * cur + k];
+    if (n < 0) return q;
+    cur = n / 3;
+  }
+  return q;
+}
+
+// Pixel geometry of one image.
+struct Grid {
+  int64_t H, W;
+  double inv_w2, inv_h2;
+  double px(int64_t x) const { return (x + 0.5) * inv_w2 - 1.0; }
+  double py(int64_t y) const { return 1.0 - (y + 0.5) * inv_h2; }
+};
+
+// Every pair of one image evaluated once: horizontal pairs (x, x+1) at [y * W + x] (x < W - 1), vertical
+// pairs (y, y+1) at [H * W + y * W + x] (y < H - 1).
+template <class T>
+void eval_pairs(const AntialiasParams<T>& p, const T* rast, const T* pos, const uint8_t* sil, const int8_t* orient,
+                const int32_t* nbr, const Grid& g, int nthreads, std::vector<Pair>& pairs) {
+  const int64_t H = p.H, W = p.W, NT = p.T_;
+  pairs.resize(size_t(2 * H * W));
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t y = 0; y < H; ++y)
+    for (int64_t x = 0; x < W; ++x) {
+      const int64_t i = y * W + x;
+      const int64_t id = tri_id(rast + i * 4, NT);
+      Pair& h = pairs[i];
+      Pair& v = pairs[H * W + i];
+      h = Pair(), v = Pair();
+      if (x + 1 < W && tri_id(rast + (i + 1) * 4, NT) != id)
+        h = eval_pair(rast + i * 4, rast + (i + 1) * 4, g.px(x), g.py(y), g.px(x + 1), g.py(y), pos, p.tri, NT, sil,
+                      orient, nbr, true, double(H), double(W));
+      if (y + 1 < H && tri_id(rast + (i + W) * 4, NT) != id)
+        v = eval_pair(rast + i * 4, rast + (i + W) * 4, g.px(x), g.py(y), g.px(x), g.py(y + 1), pos, p.tri, NT, sil,
+                      orient, nbr, false, double(H), double(W));
+    }
+}
+
+// The (up to four) pairs of pixel (x, y) in the order right, left, down, up, as (pair, this pixel is A).
+struct PixelPairs {
+  const Pair* q[4];
+  bool self_a[4];
+  int64_t other[4];
+  int n = 0;
+};
+
+inline PixelPairs pixel_pairs(const std::vector<Pair>& pairs, int64_t H, int64_t W, int64_t x, int64_t y) {
+  PixelPairs pp;
+  const int64_t i = y * W + x;
+  auto add = [&](const Pair& q, bool self_a, int64_t other) {
+    if (!q.active) return;
+    pp.q[pp.n] = &q, pp.self_a[pp.n] = self_a, pp.other[pp.n] = other, ++pp.n;
+  };
+  if (x + 1 < W) add(pairs[i], true, i + 1);
+  if (x > 0) add(pairs[i - 1], false, i - 1);
+  if (y + 1 < H) add(pairs[H * W + i], true, i + W);
+  if (y > 0) add(pairs[H * W + i - W], false, i - W);
+  return pp;
+}
+
+struct Scratch {
+  std::vector<int8_t> orient;
+  std::vector<uint8_t> sil;
+  std::vector<Pair> pairs;
+  std::vector<double> acc;
+};
+
+}  // namespace
+
+template <class T>
+void antialias_forward(const AntialiasParams<T>& p, T* out, const CpuOptions& opt) {
+  validate_triangles("antialias", p.tri, p.T_, p.V);
+  const int nthreads = cpu::resolve_threads(opt);
+  const int64_t H = p.H, W = p.W, C = p.C, NT = p.T_;
+  const int pix_threads = threads_for(nthreads, H * W, 4096);
+  const Grid g{H, W, 2.0 / double(W), 2.0 / double(H)};
+  const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V);
+  static thread_local Scratch scratch;
+  Scratch& sc = scratch;  // a plain reference: OpenMP workers share the caller's buffers
+  sc.orient.resize(NT), sc.sil.resize(NT);
+  for (int64_t b = 0; b < p.B; ++b) {
+    const T* pos = p.pos + b * p.V * 4;
+    const T* rast = p.rast + b * H * W * 4;
+    const T* col = p.color + b * H * W * C;
+    T* o = out + b * H * W * C;
+    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, nthreads);
+    eval_pairs(p, rast, pos, sc.sil.data(), sc.orient.data(), nbr.data(), g, pix_threads, sc.pairs);
+#pragma omp parallel for schedule(static) num_threads(pix_threads)
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x) {
+        const int64_t i = y * W + x;
+        T* d = o + i * C;
+        for (int64_t c = 0; c < C; ++c) d[c] = col[i * C + c];
+        const PixelPairs pp = pixel_pairs(sc.pairs, H, W, x, y);
+        for (int n = 0; n < pp.n; ++n) {
+          const Pair& q = *pp.q[n];
+          const bool self_f = pp.self_a[n] == q.a_front;
+          const T* cF = col + (self_f ? i : pp.other[n]) * C;
+          const T* cO = col + (self_f ? pp.other[n] : i) * C;
+          if (q.e > 0.5 && !self_f)
+            for (int64_t c = 0; c < C; ++c) d[c] += T(q.e - 0.5) * (cF[c] - cO[c]);
+          else if (q.e <= 0.5 && self_f)
+            for (int64_t c = 0; c < C; ++c) d[c] += T(0.5 - q.e) * (cO[c] - cF[c]);
+        }
+      }
+  }
+}
+
+template <class T>
+void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_color, T* grad_pos,
+                        const CpuOptions& opt) {
+  validate_triangles("antialias_backward", p.tri, p.T_, p.V);
+  const int64_t H = p.H, W = p.W, C = p.C, NT = p.T_, V = p.V;
+  const int nthreads = threads_for(cpu::resolve_threads(opt), H * W, 4096);
+  const Grid g{H, W, 2.0 / double(W), 2.0 / double(H)};
+  const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V);
+  static thread_local Scratch scratch;
+  Scratch& sc = scratch;
+  sc.orient.resize(NT), sc.sil.resize(NT);
+  sc.acc.resize(size_t(nthreads) * V * 4);
+  for (int64_t b = 0; b < p.B; ++b) {
+    const T* pos = p.pos + b * V * 4;
+    const T* rast = p.rast + b * H * W * 4;
+    const T* col = p.color + b * H * W * C;
+    const T* go = grad_out + b * H * W * C;
+    T* gc = grad_color + b * H * W * C;
+    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, nthreads);
+    eval_pairs(p, rast, pos, sc.sil.data(), sc.orient.data(), nbr.data(), g, nthreads, sc.pairs);
+    std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
+#pragma omp parallel num_threads(nthreads)
+    {
+      double* gp = sc.acc.data() + size_t(omp_get_thread_num()) * V * 4;
+#pragma omp for schedule(static)
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x) {
+          const int64_t i = y * W + x;
+          T* d = gc + i * C;
+          for (int64_t c = 0; c < C; ++c) d[c] = go[i * C + c];
+          const PixelPairs pp = pixel_pairs(sc.pairs, H, W, x, y);
+          for (int n = 0; n < pp.n; ++n) {
+            const Pair& q = *pp.q[n];
+            const bool self_f = pp.self_a[n] == q.a_front;
+            const int64_t f = self_f ? i : pp.other[n], o = self_f ? pp.other[n] : i;
+            const bool far = q.e > 0.5;
+            const int64_t target = far ? o : f;
+            const double m = far ? q.e - 0.5 : 0.5 - q.e;
+            const T* gX = go + target * C;
+            // colour: out[target] += m (c_source - c_target)
+            const T sgn = (i == target) ? T(-1) : T(1);
+            for (int64_t c = 0; c < C; ++c) d[c] += sgn * T(m) * gX[c];
+            if (!pp.self_a[n]) continue;  // the pair's position gradient is computed once, by pixel A
+            double dlde = 0;
+            for (int64_t c = 0; c < C; ++c) dlde += double(gX[c]) * (double(col[f * C + c]) - double(col[o * C + c]));
+            if (dlde == 0) continue;
+            const int32_t* tr = p.tri + 3 * q.t;
+            const int j = (q.k + 1) % 3, k = (q.k + 2) % 3;
+            double vj[4], vk[4], gj[4] = {0, 0, 0, 0}, gk[4] = {0, 0, 0, 0};
+            for (int c = 0; c < 4; ++c)
+              vj[c] = double(pos[int64_t(tr[j]) * 4 + c]), vk[c] = double(pos[int64_t(tr[k]) * 4 + c]);
+            const double pxF = g.px(f % W), pyF = g.py(f / W), pxO = g.px(o % W), pyO = g.py(o / W);
+            const double cF = raster::edge(vj, vk, pxF, pyF), cO = raster::edge(vj, vk, pxO, pyO);
+            const double den = cF - cO;
+            // e = cF / (cF - cO): de/dcF = -cO / den^2, de/dcO = cF / den^2
+            raster::edge_backward(vj, vk, pxF, pyF, -cO / (den * den) * dlde, gj, gk);
+            raster::edge_backward(vj, vk, pxO, pyO, cF / (den * den) * dlde, gj, gk);
+            for (int c = 0; c < 4; ++c) gp[int64_t(tr[j]) * 4 + c] += gj[c], gp[int64_t(tr[k]) * 4 + c] += gk[c];
+          }
+        }
+    }
+    T* out = grad_pos + b * V * 4;
+    for (int64_t i = 0; i < V * 4; ++i) {
+      double s = 0;
+      for (int th = 0; th < nthreads; ++th) s += sc.acc[size_t(th) * V * 4 + i];
+      out[i] = T(s);
+    }
+  }
+}
+
+template void antialias_forward<float>(const AntialiasParams<float>&, float*, const CpuOptions&);
+template void antialias_forward<double>(const AntialiasParams<double>&, double*, const CpuOptions&);
+template void antialias_backward<float>(const AntialiasParams<float>&, const float*, float*, float*,
+                                        const CpuOptions&);
+template void antialias_backward<double>(const AntialiasParams<double>&, const double*, double*, double*,
+                                         const CpuOptions&);
+
+}  // namespace facecore

@@ -1,0 +1,107 @@
+// CPU attribute interpolation: a gather per pixel forward; backward gathers grad_rast per pixel and
+// scatters grad_attr into per-thread buffers reduced in thread order (deterministic, no atomics).
+#include "facecore/interpolate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "facecore/rasterize.h"
+#include "parallel.h"
+
+namespace facecore {
+
+namespace {
+
+// Triangle index of a rast pixel, or -1 for background / an id outside [0, T).
+template <class T>
+inline int64_t pixel_tri(const T* r, int64_t NT) {
+  const double d = double(r[3]);
+  return (d >= 0.5 && d < double(NT) + 0.5) ? int64_t(d + 0.5) - 1 : -1;
+}
+
+inline int threads_for(int nthreads, int64_t work, int64_t grain) {
+  return int(std::max<int64_t>(1, std::min<int64_t>(nthreads, work / grain)));
+}
+
+}  // namespace
+
+template <class T>
+void interpolate_forward(const InterpolateParams<T>& p, T* out, const CpuOptions& opt) {
+  validate_triangles("interpolate", p.tri, p.T_, p.V);
+  const int nthreads = threads_for(cpu::resolve_threads(opt), p.B * p.H * p.W, 4096);
+  const int64_t C = p.C;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t row = 0; row < p.B * p.H; ++row) {
+    const int64_t b = row / p.H;
+    const T* attr = p.attr + b * p.V * C;
+    for (int64_t x = 0; x < p.W; ++x) {
+      const int64_t i = row * p.W + x;
+      const T* r = p.rast + i * 4;
+      T* o = out + i * C;
+      const int64_t t = pixel_tri(r, p.T_);
+      if (t < 0) {
+        for (int64_t c = 0; c < C; ++c) o[c] = T(0);
+        continue;
+      }
+      const T* a0 = attr + int64_t(p.tri[3 * t]) * C;
+      const T* a1 = attr + int64_t(p.tri[3 * t + 1]) * C;
+      const T* a2 = attr + int64_t(p.tri[3 * t + 2]) * C;
+      const T u = r[0], v = r[1], w = T(1) - r[0] - r[1];
+      for (int64_t c = 0; c < C; ++c) o[c] = u * a0[c] + v * a1[c] + w * a2[c];
+    }
+  }
+}
+
+template <class T>
+void interpolate_backward(const InterpolateParams<T>& p, const T* grad_out, T* grad_attr, T* grad_rast,
+                          const CpuOptions& opt) {
+  validate_triangles("interpolate_backward", p.tri, p.T_, p.V);
+  const int nthreads = threads_for(cpu::resolve_threads(opt), p.H * p.W, 4096);
+  const int64_t C = p.C, VC = p.V * p.C;
+  std::vector<T> acc(size_t(nthreads) * VC);
+  for (int64_t b = 0; b < p.B; ++b) {
+    const T* attr = p.attr + b * VC;
+    std::fill(acc.begin(), acc.end(), T(0));
+#pragma omp parallel num_threads(nthreads)
+    {
+      T* ga = acc.data() + size_t(omp_get_thread_num()) * VC;
+#pragma omp for schedule(static)
+      for (int64_t y = 0; y < p.H; ++y)
+        for (int64_t x = 0; x < p.W; ++x) {
+          const int64_t i = (b * p.H + y) * p.W + x;
+          const T* r = p.rast + i * 4;
+          const T* g = grad_out + i * C;
+          T* gr = grad_rast + i * 4;
+          gr[0] = gr[1] = gr[2] = gr[3] = T(0);
+          const int64_t t = pixel_tri(r, p.T_);
+          if (t < 0) continue;
+          const int64_t k0 = int64_t(p.tri[3 * t]) * C, k1 = int64_t(p.tri[3 * t + 1]) * C,
+                        k2 = int64_t(p.tri[3 * t + 2]) * C;
+          const T u = r[0], v = r[1], w = T(1) - r[0] - r[1];
+          T du = 0, dv = 0;
+          for (int64_t c = 0; c < C; ++c) {
+            du += g[c] * (attr[k0 + c] - attr[k2 + c]);
+            dv += g[c] * (attr[k1 + c] - attr[k2 + c]);
+            ga[k0 + c] += u * g[c], ga[k1 + c] += v * g[c], ga[k2 + c] += w * g[c];
+          }
+          gr[0] = du, gr[1] = dv;
+        }
+    }
+    T* out = grad_attr + b * VC;
+    for (int64_t i = 0; i < VC; ++i) {
+      T s = 0;
+      for (int th = 0; th < nthreads; ++th) s += acc[size_t(th) * VC + i];
+      out[i] = s;
+    }
+  }
+}
+
+template void interpolate_forward<float>(const InterpolateParams<float>&, float*, const CpuOptions&);
+template void interpolate_forward<double>(const InterpolateParams<double>&, double*, const CpuOptions&);
+template void interpolate_backward<float>(const InterpolateParams<float>&, const float*, float*, float*,
+                                          const CpuOptions&);
+template void interpolate_backward<double>(const InterpolateParams<double>&, const double*, double*, double*,
+                                           const CpuOptions&);
+
+}  // namespace facecore
