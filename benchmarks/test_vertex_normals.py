@@ -19,7 +19,8 @@ def test_vertex_normals_cpu(benchmark, rig_name, B, impl, mode):
     rig = load_rig(rig_name)
     verts = rig.neutral.expand(B, -1, -1).contiguous() + 0.01 * torch.randn(B, rig.neutral.shape[0], 3)
     faces = rig.triangles
-    f = (lambda v: ops.vertex_normals(v, faces)) if impl == "facecore" else (lambda v: ref.vertex_normals(v, faces))
+    op = ops.vertex_normals if impl == "facecore" else ref.vertex_normals
+    f = lambda v: op(v, faces)  # noqa: E731
     benchmark.group = f"vertex_normals cpu {rig_name} B={B} {mode}"
     benchmark.extra_info.update(V=verts.shape[1], F=faces.shape[0])
     if mode == "forward":

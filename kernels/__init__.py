@@ -1,1 +1,5 @@
-"""facecore GPU kernels: kernels.triton (Triton, importable as facecore.kernels.triton); kernels/cuda holds the CUDA sources compiled into facecore._C."""
+"""facecore GPU kernels.
+
+``facecore.kernels.triton`` holds the Triton kernels; ``kernels/cuda`` holds the CUDA sources that are
+compiled into ``facecore._C``.
+"""

@@ -81,7 +81,8 @@ def test_cpp_consumer_links_installed_package(tmp_path: Path):
     (src / "CMakeLists.txt").write_text(textwrap.dedent(CONSUMER_CMAKE))
     (src / "main.cpp").write_text(CONSUMER_MAIN)
     build = tmp_path / "build"
-    subprocess.run(["cmake", "-S", src, "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"],
+    subprocess.run(["cmake", "-S", src, "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}",
+                    "-DCMAKE_BUILD_TYPE=Release"],
                    check=True, capture_output=True)
     subprocess.run(["cmake", "--build", build], check=True, capture_output=True)
     out = subprocess.run([build / "consumer"], check=True, capture_output=True, text=True).stdout.split()

@@ -13,8 +13,9 @@ elementwise. Gradients of weights and rotations are reductions over vertices and
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
+
+import triton
 
 BLOCK = 32  # vertices per block; must equal facecore._C.BLENDSHAPE_BLOCK
 ROWS = 16   # batch rows per program

@@ -1,17 +1,35 @@
 """The ``facecore`` command line.
 
 ``facecore info`` prints what this build contains (``facecore.build_info()``). Pipelines add their
-commands here (one function each, calling into the pipeline module; no logic of their own).
+commands here (one function each, calling into the pipeline module; no logic of their own):
+``facecore demo``, ``facecore animate``, ``facecore render``, ``facecore rig-sheet``.
+
+Bad input (a missing or malformed file, an unwritable output, a rig that does not load) ends with a
+one-line ``error: ...`` on stderr and exit status 1; outputs are written to temporary files and
+moved into place only when complete, so a failed run leaves nothing that looks finished.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="facecore: fast differentiable kernels and pipelines for ARKit facial animation.")
+
+DEMO_OUT = Path("facecore-demo")
+
+# Errors that mean "bad input" (one line, exit 1) rather than a bug (traceback).
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
+                NotADirectoryError, ImportError, RuntimeError)
 
 
 @app.callback()
@@ -35,9 +53,201 @@ def info(as_json: bool = typer.Option(False, "--json", help="print JSON instead 
         typer.echo(f"{key:<{width}}  {value}")
 
 
+# --- helpers ------------------------------------------------------------------------------------
+def _fail(e: BaseException) -> typer.Exit:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except _USER_ERRORS as e:
+        raise _fail(e) from None
+    except OSError as e:  # disk full, read-only file system, ...
+        raise _fail(OSError(f"{e.strerror or e}: {e.filename or ''}".strip(": "))) from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``"320"`` or ``"640x360"`` -> (width, height)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise ValueError(f"--resolution must be N or WxH (e.g. 320 or 640x360), got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not all(16 <= p <= 4096 for p in parts):
+        raise ValueError(f"--resolution must be N or WxH with sides in 16..4096, got {text!r}")
+    return parts[0], parts[1]
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar driven by ``(stage, done, total)`` calls."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=False) as bar:
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _report(files: dict[str, Path], timings: dict[str, float], extra: str = "") -> None:
+    typer.echo(f"wrote {len(files)} files{extra}:")
+    for _, path in sorted(files.items()):
+        typer.echo(f"  {path}  ({path.stat().st_size / 1024:.0f} KiB)")
+    typer.echo("stage timings:")
+    for stage, sec in timings.items():
+        typer.echo(f"  {stage:<24} {sec:6.2f} s")
+
+
+# --- pipelines ----------------------------------------------------------------------------------
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("-o", "--out", help="output folder")] = DEMO_OUT,
+    fps: float = typer.Option(None, help="frame rate (default: the script's, 24)"),
+    seed: int = typer.Option(0, help="seed of the secondary motion (blinks, saccades, sway)"),
+    resolution: str = typer.Option("320", help="video size: N or WxH"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Animate the built-in multi-keyframe script on the default rig and write demo.mp4, demo.csv,
+    demo.glb, keyframes.jsonl and keyframes.png into OUT (default facecore-demo/)."""
+    from .animate.demo import run_demo
+
+    with _user_errors():
+        size = _size(resolution)
+        with _progress(progress) as bar:
+            result = run_demo(out, fps=fps, seed=seed, size=size, progress=bar)
+    _report(result["files"], result["timings"],
+            f" ({result['frames']} frames, {result['duration']:.1f} s of animation)")
+
+
+@app.command()
+def animate(
+    request: Annotated[Path, typer.Argument(help="KeyframeFace requests (.jsonl) or a script (.yaml/.json)")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
+    generator: str = typer.Option("semantic", help="keyframe generator: semantic or llm"),
+    model: Annotated[Path | None, typer.Option(help="local Hugging Face causal LM directory (llm)")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="optional LoRA adapter directory (llm)")] = None,
+    fps: float = typer.Option(None, help="frame rate (default: the script's, else 30)"),
+    rig: str = typer.Option("default", help="'default' or a rig file/folder"),
+    seed: int = typer.Option(0, help="seed of the secondary motion"),
+    resolution: str = typer.Option("320", help="video size: N or WxH"),
+    video: bool = typer.Option(True, "--video/--no-video", help="render the MP4 (slowest step)"),
+    secondary: bool = typer.Option(True, "--secondary/--no-secondary", help="blinks, saccades, sway"),
+    symmetric: bool = typer.Option(False, help="make the animation left-right symmetric"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Animate a script: keyframes -> smooth per-frame animation -> CSV, JSONL, GLB, MP4, PNG."""
+    from .animate.demo import check_writable, export_animation
+    from .animate.frames import load_rig
+    from .animate.pipeline import animate_full, make_generator
+    from .animate.script import load_script
+
+    with _user_errors():
+        if generator not in ("semantic", "llm"):
+            raise ValueError(f"--generator must be 'semantic' or 'llm', got {generator!r}")
+        if generator != "llm" and (model is not None or adapter is not None):
+            raise ValueError("--model/--adapter only apply to --generator llm")
+        size = _size(resolution)
+        check_writable(out)
+        script = load_script(request)
+        the_rig = load_rig(rig)  # fail before the (possibly slow) generator runs
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        gen = make_generator(generator, model=str(model) if model else None,
+                             adapter=str(adapter) if adapter else None)
+        anim = animate_full(script, generator=gen, fps=fps, seed=seed, secondary=secondary,
+                            symmetric=symmetric)
+        timings["keyframes+interpolation"] = time.perf_counter() - t
+        with _progress(progress) as bar:
+            files = export_animation(anim, out, stem=script.name or "animation", rig=the_rig, size=size,
+                                     video=video, progress=bar, timings=timings)
+    _report(files, timings, f" ({len(anim.track)} frames)")
+
+
+@app.command()
+def render(
+    anim: Annotated[Path, typer.Argument(help="Live Link Face CSV animation")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output MP4 file")],
+    rig: str = typer.Option("default", help="'default' or a rig file/folder"),
+    resolution: str = typer.Option("320", help="video size: N or WxH"),
+    fps: float = typer.Option(None, help="frame rate (default: the CSV's)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Render a Live Link Face CSV animation to MP4 with the facecore renderer."""
+    import tempfile
+
+    import numpy as np
+
+    from .animate.demo import check_writable
+    from .animate.frames import FrameRenderer
+    from .io import read_csv
+    from .io.video import write_video
+
+    with _user_errors():
+        size = _size(resolution)
+        if out.suffix.lower() != ".mp4":
+            raise ValueError(f"output must be an .mp4 file, got {out}")
+        check_writable(out.parent if str(out.parent) else Path("."))
+        if not anim.is_file():
+            raise FileNotFoundError(f"animation not found: {anim}")
+        track = read_csv(anim)
+        if len(track) == 0:
+            raise ValueError(f"{anim}: no frames")
+        rate = float(fps) if fps is not None else track.fps
+        renderer = FrameRenderer(rig, size=size)
+        t = time.perf_counter()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.partial-", suffix=".mp4", dir=out.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            with _progress(progress) as bar:
+                done = [0]
+
+                def step(k: int) -> None:
+                    done[0] += k
+                    bar("render", done[0], len(track))
+
+                n = write_video(tmp, renderer.frames(np.asarray(track.params), step), rate)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    _report({out.name: out}, {"render+encode": time.perf_counter() - t}, f" ({n} frames)")
+
+
+@app.command("rig-sheet")
+def rig_sheet(
+    out: Annotated[Path, typer.Option("-o", "--out", help="output PNG")] = Path("rig-sheet.png"),
+    rig: Annotated[Path | None, typer.Option(help="a saved rig file (default: the embedded rig)")] = None,
+    size: int = typer.Option(256, help="pixels per tile"),
+) -> None:
+    """Render the neutral face and each of the 52 shapes at weight 1 into one PNG, to check a rig by eye."""
+    from .rig.sheet import main as write_sheet
+
+    with _user_errors():
+        if rig is not None and not rig.is_file():
+            raise FileNotFoundError(f"rig not found: {rig}")
+        t = time.perf_counter()
+        path = write_sheet(out, rig, size=size)
+    _report({path.name: path}, {"render": time.perf_counter() - t}, "")
+
+
 def main() -> None:
     app()
 
 
 if __name__ == "__main__":
     main()
+    sys.exit(0)

@@ -47,7 +47,9 @@ def random_rig(V: int, gen: torch.Generator, dtype=torch.float64):
 
 def tolerance(dtype: torch.dtype, K: int = 52) -> dict:
     # float32 sums of K products of O(1) numbers: rounding grows like sqrt(K) * eps32 * |terms|.
-    return dict(atol=1e-4 * math.sqrt(K), rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-10, rtol=1e-10)
+    if dtype == torch.float32:
+        return dict(atol=1e-4 * math.sqrt(K), rtol=1e-5)
+    return dict(atol=1e-10, rtol=1e-10)
 
 
 def dtypes_for(backend: str):
@@ -177,7 +179,7 @@ def test_deform_forward_backward(backend, B, V, sparse, gen):
             rig.groups[key] = rig.groups[key].to(device)
         rig.eye_centers, rig.neck_pivot = rig.eye_centers.to(device), rig.neck_pivot.to(device)
         dense, sp = rig.dense_deltas().to(device), rig.sparse_deltas().to(device)
-        rig.dense_deltas, rig.sparse_deltas = (lambda: dense), (lambda: sp)
+        rig.dense_deltas, rig.sparse_deltas = (lambda d=dense: d), (lambda s=sp: s)
         params = random_params(B, gen, dtype).to(device).requires_grad_()
         out = ops.deform(params, rig, backend=backend, sparse=sparse)
         expected = ref.deform(params, rig)
@@ -212,7 +214,8 @@ def test_deform_pose_semantics(gen):
     out = ops.deform(params, rig, backend="cpu")
     assert torch.allclose(out[0, :, 0], torch.full((40,), math.sin(math.pi / 4), dtype=torch.float64))
     left = rig.groups["left_eye"]
-    assert torch.allclose(out[1, left, 1], torch.full((len(left),), -math.sin(math.pi / 8), dtype=torch.float64))
+    want = torch.full((len(left),), -math.sin(math.pi / 8), dtype=torch.float64)
+    assert torch.allclose(out[1, left, 1], want)
     others = torch.ones(40, dtype=torch.bool)
     others[left] = False
     assert torch.allclose(out[1, others], rig.neutral[others])

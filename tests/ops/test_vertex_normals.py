@@ -79,7 +79,8 @@ def test_degenerate_triangles_are_safe():
 
 def test_unbatched_input_and_int64_faces():
     verts, faces = sphere(5)
-    torch.testing.assert_close(ops.vertex_normals(verts, faces.long()), ops.vertex_normals(verts[None], faces)[0])
+    torch.testing.assert_close(ops.vertex_normals(verts, faces.long()),
+                               ops.vertex_normals(verts[None], faces)[0])
 
 
 def test_vertex_normals_bad_inputs():

@@ -5,10 +5,12 @@ its custom ops, autograd and fake implementations on import.
 """
 
 from .antialias import antialias
+from .attention import attention
 from .blendshape import SparseDeltas, blendshape, deform, sparse_deltas
 from .interpolate import interpolate
 from .linear_logprobs import linear_logprobs
 from .rasterize import rasterize
 from .vertex_normals import vertex_normals
 
-__all__ = ["antialias", "blendshape", "deform", "interpolate", "linear_logprobs", "rasterize", "sparse_deltas", "SparseDeltas", "vertex_normals"]
+__all__ = ["antialias", "attention", "blendshape", "deform", "interpolate", "linear_logprobs",
+    "rasterize", "sparse_deltas", "SparseDeltas", "vertex_normals"]

@@ -268,7 +268,8 @@ def _check_deltas(op: str, deltas, K: int, V: int, dtype: torch.dtype, device: t
     else:
         check_tensor(op, "deltas", deltas, ndim=3, spec="[K, V, 3] or a SparseDeltas")
         if tuple(deltas.shape) != (K, V, 3):
-            raise ValueError(f"{op}: deltas must have shape [K, V, 3] = [{K}, {V}, 3], got {list(deltas.shape)}")
+            raise ValueError(f"{op}: deltas must have shape [K, V, 3] = [{K}, {V}, 3], "
+                             f"got {list(deltas.shape)}")
         values, bp, bs = deltas, None, None
     check_same_dtype(op, weights=torch.empty(0, dtype=dtype), deltas=values)
     check_same_device(op, weights=torch.empty(0, device=device), deltas=values,

@@ -29,7 +29,8 @@ def _(verts, faces):
 
 
 @torch.library.custom_op("facecore::vertex_normals_backward", mutates_args=())
-def _vertex_normals_backward(grad_normals: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def _vertex_normals_backward(grad_normals: torch.Tensor, verts: torch.Tensor,
+                             faces: torch.Tensor) -> torch.Tensor:
     grad_verts = torch.empty_like(verts)
     _C.vertex_normals_backward(verts, faces, grad_normals.contiguous(), grad_verts, threads(), stream(verts))
     return grad_verts

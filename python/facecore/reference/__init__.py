@@ -5,10 +5,11 @@ float64, and is differentiable by torch autograd.
 """
 
 from . import losses
-from . import losses
+from .attention import attention
 from .blendshape import blendshape, deform, rigid
 from .linear_logprobs import linear_logprobs, sequence_logprobs
 from .rasterize import antialias, interpolate, rasterize
 from .vertex_normals import vertex_normals
 
-__all__ = ["antialias", "blendshape", "deform", "interpolate", "linear_logprobs", "losses", "rasterize", "rigid", "sequence_logprobs", "vertex_normals"]
+__all__ = ["antialias", "attention", "blendshape", "deform", "interpolate", "linear_logprobs", "losses",
+    "rasterize", "rigid", "sequence_logprobs", "vertex_normals"]

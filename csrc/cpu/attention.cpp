@@ -1,0 +1,560 @@
+// CPU fused attention (see facecore/attention.h for the maths).
+//
+// Layout of the work:
+// - forward: one task per (b, query head, block of BQ query rows); each task streams key blocks of BK
+//   keys through an online softmax, so memory is O(L) and no [Lq, Lk] matrix is ever stored.
+// - backward: one task per (b, kv head, chunk of key blocks); a task owns dK and dV of its key blocks
+//   (summed over the query heads of its group and every query block) and adds dS K into its own
+//   per-chunk dQ buffer, so no two threads ever write the same number; the chunk buffers are summed in
+//   a fixed order at the end (deterministic). When the bias gradient is wanted, dimensions along
+//   which the bias broadcasts are folded into one task, so that task alone accumulates those dbias
+//   entries.
+// - all matrix products go through one register-tiled micro-kernel C (+)= A B (A, C row-major; B in
+//   NR-wide column panels, N a multiple of NR), so K^T, V (and in backward V^T, K, Q, dO) are packed
+//   once per call into zero-padded panels. SIMD is written with GCC/Clang vector extensions, and the
+//   per-tile functions are compiled for AVX2+FMA and the baseline (FACECORE_CPU_DISPATCH).
+// - tiny problems run single-threaded (OpenMP fork/join would dominate).
+#include "facecore/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "parallel.h"
+
+#ifndef FACECORE_CPU_DISPATCH
+#define FACECORE_CPU_DISPATCH
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+// The vector-extension helpers are always inlined, so the AVX argument-passing ABI note is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_INLINE inline __attribute__((always_inline))
+#else
+#define FC_INLINE inline
+#endif
+
+namespace facecore {
+
+namespace {
+
+constexpr int64_t BQ = 64;  // query rows per block
+constexpr int64_t BK = 64;  // keys per block
+constexpr int MR = 6;       // micro-tile rows: 12 accumulators hide the FMA latency
+
+// GCC/Clang vector extensions: explicit SIMD that compiles for every target (the baseline clone
+// splits a 256-bit vector into two SSE halves), so the hot loops never depend on the auto-vectoriser.
+template <class T>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float type __attribute__((vector_size(32)));
+  typedef int32_t itype __attribute__((vector_size(32)));
+  static constexpr int W = 8;
+};
+template <>
+struct Vec<double> {
+  typedef double type __attribute__((vector_size(32)));
+  typedef int64_t itype __attribute__((vector_size(32)));
+  static constexpr int W = 4;
+};
+
+template <class T>
+FC_INLINE typename Vec<T>::type vload(const T* p) {
+  typename Vec<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class T>
+FC_INLINE void vstore(T* p, typename Vec<T>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+// Broadcast written as an explicit initializer: GCC turns it into vbroadcastss even when the helper is
+// inlined into a target_clones clone (arithmetic forms such as x + V{} are not folded there).
+FC_INLINE Vec<float>::type vset(float x) { return Vec<float>::type{x, x, x, x, x, x, x, x}; }
+FC_INLINE Vec<double>::type vset(double x) { return Vec<double>::type{x, x, x, x}; }
+
+// Micro-tile width: two vectors (16 floats / 8 doubles).
+template <class T>
+constexpr int nr() {
+  return 2 * Vec<T>::W;
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// C[R, NR] (+)= A[R, K] B[K, NR]; the R x NR accumulator stays in 2R vector registers.
+template <class T, int R, bool ACC>
+FC_INLINE void micro(int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::W;
+  V c0[R], c1[R];
+  for (int r = 0; r < R; ++r) {
+    if constexpr (ACC) {
+      c0[r] = vload(C + r * ldc), c1[r] = vload(C + r * ldc + W);
+    } else {
+      c0[r] = V{}, c1[r] = V{};
+    }
+  }
+  for (int64_t kk = 0; kk < K; ++kk) {
+    const V b0 = vload(B + kk * ldb), b1 = vload(B + kk * ldb + W);
+    for (int r = 0; r < R; ++r) {
+      const T a = A[r * lda + kk];  // scalar * vector: one vbroadcastss from memory
+      c0[r] += a * b0;
+      c1[r] += a * b1;
+    }
+  }
+  for (int r = 0; r < R; ++r) vstore(C + r * ldc, c0[r]), vstore(C + r * ldc + W, c1[r]);
+}
+
+// C[M, N] += A[M, K] B[K, N] (ACC) or C = A B; A and C row-major, N a multiple of nr<T>(). B is stored as column panels
+// of width NR: element (k, n) at B[(n / NR) * panel + k * ldb + n % NR] (row-major B: ldb = N, panel = NR;
+// packed B: ldb = NR, panel = K_total * NR, which makes the micro-kernel read B contiguously).
+template <class T, bool ACC = true>
+FC_INLINE void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                    int64_t panel, T* C, int64_t ldc) {
+  constexpr int NR = nr<T>();
+  for (int64_t c0 = 0; c0 < N; c0 += NR) {
+    const T* Bc = B + (c0 / NR) * panel;
+    int64_t r0 = 0;
+    for (; r0 + MR <= M; r0 += MR) micro<T, MR, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc);
+    if (r0 + 4 <= M) micro<T, 4, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc), r0 += 4;
+    if (r0 + 2 <= M) micro<T, 2, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc), r0 += 2;
+    if (r0 < M) micro<T, 1, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc);
+  }
+}
+
+// max and sum over n (a multiple of NR), lane-wise in vectors, then across lanes.
+template <class T>
+FC_INLINE T lane_max(const T* x, int64_t n) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::W;
+  V acc = vload(x);
+  for (int64_t c = W; c < n; c += W) {
+    const V y = vload(x + c);
+    acc = acc < y ? y : acc;
+  }
+  T m = acc[0];
+  for (int l = 1; l < W; ++l) m = m < acc[l] ? acc[l] : m;
+  return m;
+}
+
+template <class T>
+FC_INLINE T lane_sum(const T* x, int64_t n) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::W;
+  V acc = V{};
+  for (int64_t c = 0; c < n; c += W) acc += vload(x + c);
+  T s = 0;
+  for (int l = 0; l < W; ++l) s += acc[l];
+  return s;
+}
+
+// exp(x) for x <= 0 (Cephes expf polynomial, about 1 ulp), exactly 0 below -87.3 and for -inf.
+using VF = Vec<float>::type;
+using VI = Vec<float>::itype;
+FC_INLINE VF exp_neg(VF x) {
+  const VF lo = vset(-87.3f), magic = vset(12582912.0f);  // 1.5 * 2^23: adding it rounds to nearest
+  const VF xc = x < lo ? lo : x;
+  const VF n = (xc * 1.44269504088896341f + magic) - magic;
+  const VF r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+  VF p = vset(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const VF y = p * (r * r) + r + 1.0f;
+  const VI bits = (__builtin_convertvector(n, VI) + 127) << 23;
+  VF pow2;
+  std::memcpy(&pow2, &bits, sizeof(pow2));
+  return x < lo ? VF{} : y * pow2;
+}
+FC_INLINE float exp_neg(float x) { return exp_neg(vset(x))[0]; }
+FC_INLINE double exp_neg(double x) { return std::exp(x); }
+
+// x[c] = exp(x[c] - m) for c < n (a multiple of NR).
+FC_INLINE void exp_shift(float* x, int64_t n, float m) {
+  for (int64_t c = 0; c < n; c += 8) vstore(x + c, exp_neg(vload(x + c) - m));
+}
+FC_INLINE void exp_shift(double* x, int64_t n, double m) {
+  for (int64_t c = 0; c < n; ++c) x[c] = std::exp(x[c] - m);
+}
+
+template <class T>
+constexpr T neg_inf() {
+  return -std::numeric_limits<T>::infinity();
+}
+
+template <class T>
+struct Strides {  // bias element strides, 0 along broadcast dimensions
+  int64_t b, h, i, j;
+};
+
+template <class T>
+Strides<T> bias_strides(const AttentionParams<T>& p) {
+  const int64_t* s = p.bias_shape;
+  return {s[0] == 1 ? 0 : s[1] * s[2] * s[3], s[1] == 1 ? 0 : s[2] * s[3], s[2] == 1 ? 0 : s[3],
+          s[3] == 1 ? 0 : 1};
+}
+
+// Per-key additive mask for one key block: 0 for a real, unpadded key, -inf otherwise (incl. the
+// zero-padded columns nk..nkp).
+template <class T>
+FC_INLINE void key_mask(const AttentionParams<T>& p, int64_t b, int64_t j0, int64_t nk, int64_t nkp, T* kadd) {
+  const uint8_t* pad = p.key_padding_mask ? p.key_padding_mask + b * p.Lk + j0 : nullptr;
+  for (int64_t c = 0; c < nkp; ++c) kadd[c] = (c < nk && !(pad && pad[c])) ? T(0) : neg_inf<T>();
+}
+
+// Scores of one tile in place: s = scale * s + bias + kadd, then -inf right of the causal limit.
+// Returns how many leading columns may be unmasked (the rest are set to -inf).
+template <class T>
+FC_INLINE void scores(const AttentionParams<T>& p, const Strides<T>& bs, int64_t b, int64_t h, int64_t i,
+                      int64_t j0, int64_t nkp, const T* kadd, T* s) {
+  int64_t lim = nkp;  // columns c < lim are not causally masked
+  if (p.causal) lim = std::clamp<int64_t>(i + (p.Lk - p.Lq) - j0 + 1, 0, nkp);
+  const T scale = p.scale;
+  if (p.bias) {
+    const T* br = p.bias + b * bs.b + h * bs.h + i * bs.i;
+    if (bs.j) {
+      const int64_t nb = std::min(lim, p.Lk - j0);  // bias exists for real keys only
+      for (int64_t c = 0; c < nb; ++c) s[c] = s[c] * scale + br[j0 + c] + kadd[c];
+      for (int64_t c = nb; c < lim; ++c) s[c] = neg_inf<T>();
+    } else {
+      const T b0 = br[0];
+      for (int64_t c = 0; c < lim; ++c) s[c] = s[c] * scale + b0 + kadd[c];
+    }
+  } else {
+    for (int64_t c = 0; c < lim; ++c) s[c] = s[c] * scale + kadd[c];
+  }
+  for (int64_t c = lim; c < nkp; ++c) s[c] = neg_inf<T>();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Packing: every B operand is stored as NR-wide column panels (see gemm), zero-padded.
+
+// src [BH, R, D] -> dst [BH, Dp / NR, R, NR]   (rows stay rows; columns d >= D are zero)
+template <class T>
+void pack_rows(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, std::vector<T>& buf, int nthreads) {
+  constexpr int NR = nr<T>();
+  buf.assign(BH * Dp * R, T(0));
+  T* dst = buf.data();
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t d = 0; d < D; ++d) dst[((bh * (Dp / NR) + d / NR) * R + r) * NR + d % NR] = src[(bh * R + r) * D + d];
+}
+
+// src [BH, Lk, D] -> dst [BH, Lkp / NR, D, NR]   (K^T: keys become columns; keys >= Lk are zero)
+template <class T>
+void pack_transposed(const T* src, int64_t BH, int64_t Lk, int64_t D, int64_t Lkp, std::vector<T>& buf,
+                     int nthreads) {
+  constexpr int NR = nr<T>();
+  buf.assign(BH * Lkp * D, T(0));
+  T* dst = buf.data();
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t j = 0; j < Lk; ++j)
+      for (int64_t d = 0; d < D; ++d) dst[((bh * (Lkp / NR) + j / NR) * D + d) * NR + j % NR] = src[(bh * Lk + j) * D + d];
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward
+
+template <class T>
+struct FwdPacked {
+  const T* kt;  // [B * Hkv, Lkp / NR, D, NR]  K^T
+  const T* v;   // [B * Hkv, Dp / NR, Lk, NR]  V
+  int64_t Lkp, Dp;
+};
+
+template <class T>
+struct FwdScratch {
+  std::vector<T> s, o, m, l, kadd;
+  explicit FwdScratch(int64_t Dp) : s(BQ * BK), o(BQ * Dp), m(BQ), l(BQ), kadd(BK) {}
+};
+
+template <class T>
+FACECORE_CPU_DISPATCH void forward_task(const AttentionParams<T>& p, const FwdPacked<T>& pk, int64_t b,
+                                        int64_t h, int64_t i0, T* out, T* lse, T* s, T* o, T* mrow, T* lrow,
+                                        T* kadd) {
+  constexpr int NR = nr<T>();
+  const int64_t D = p.D, Dp = pk.Dp, Lkp = pk.Lkp;
+  const int64_t m = std::min(BQ, p.Lq - i0);
+  const int64_t hk = h / (p.Hq / p.Hkv);
+  const Strides<T> bs = bias_strides(p);
+  const T* q = p.q + ((b * p.Hq + h) * p.Lq + i0) * D;
+  std::fill(o, o + m * Dp, T(0));
+  std::fill(mrow, mrow + m, neg_inf<T>());
+  std::fill(lrow, lrow + m, T(0));
+  // Keys beyond the last query's causal limit are never seen by this block.
+  int64_t kend = p.Lk;
+  if (p.causal) kend = std::clamp<int64_t>(i0 + m - 1 + (p.Lk - p.Lq) + 1, 0, p.Lk);
+  const T* kt = pk.kt + (b * p.Hkv + hk) * Lkp * D;
+  const T* vv = pk.v + (b * p.Hkv + hk) * Dp * p.Lk;
+  for (int64_t j0 = 0; j0 < kend; j0 += BK) {
+    const int64_t nk = std::min(BK, p.Lk - j0), nkp = round_up(nk, NR);
+    key_mask(p, b, j0, nk, nkp, kadd);
+    gemm<T, false>(m, nkp, D, q, D, kt + j0 * D, NR, D * NR, s, BK);  // S = Q K^T
+    for (int64_t r = 0; r < m; ++r) {
+      T* sr = s + r * BK;
+      scores(p, bs, b, h, i0 + r, j0, nkp, kadd, sr);
+      const T mnew = std::max(mrow[r], lane_max(sr, nkp));
+      if (mnew == neg_inf<T>()) {  // everything masked so far: contributes nothing
+        std::fill(sr, sr + nkp, T(0));
+        continue;
+      }
+      exp_shift(sr, nkp, mnew);
+      const T alpha = exp_neg(mrow[r] - mnew);
+      lrow[r] = lrow[r] * alpha + lane_sum(sr, nkp);
+      mrow[r] = mnew;
+      if (alpha != T(1)) {
+        T* orow = o + r * Dp;
+        for (int64_t d = 0; d < Dp; ++d) orow[d] *= alpha;
+      }
+    }
+    gemm<T>(m, Dp, nk, s, BK, vv + j0 * NR, NR, p.Lk * NR, o, Dp);  // O += P V
+  }
+  T* outp = out + ((b * p.Hq + h) * p.Lq + i0) * D;
+  T* lsep = lse + (b * p.Hq + h) * p.Lq + i0;
+  for (int64_t r = 0; r < m; ++r) {
+    const T l = lrow[r];
+    const T inv = l > T(0) ? T(1) / l : T(0);  // fully masked row: O = 0
+    for (int64_t d = 0; d < D; ++d) outp[r * D + d] = o[r * Dp + d] * inv;
+    lsep[r] = l > T(0) ? mrow[r] + std::log(l) : neg_inf<T>();
+  }
+}
+
+// Threads worth starting for `work` multiply-adds: tiny problems (gradcheck, decoding one token) run
+// on the calling thread instead of paying for OpenMP fork/join and barrier waits.
+int threads_for(const CpuOptions& opt, double work) {
+  return work < double(1 << 20) ? 1 : cpu::resolve_threads(opt);
+}
+
+}  // namespace
+
+template <class T>
+void attention_validate(const AttentionParams<T>& p) {
+  auto fail = [](const std::string& m) { throw Error("attention: " + m); };
+  if (p.B < 1 || p.Hq < 1 || p.Hkv < 1 || p.Lq < 1 || p.Lk < 1 || p.D < 1)
+    fail("every size must be >= 1, got B=" + std::to_string(p.B) + " Hq=" + std::to_string(p.Hq) +
+         " Hkv=" + std::to_string(p.Hkv) + " Lq=" + std::to_string(p.Lq) + " Lk=" + std::to_string(p.Lk) +
+         " D=" + std::to_string(p.D));
+  if (p.Hq % p.Hkv != 0)
+    fail("q heads Hq=" + std::to_string(p.Hq) + " must be a multiple of k/v heads Hkv=" +
+         std::to_string(p.Hkv));
+  const int64_t full[4] = {p.B, p.Hq, p.Lq, p.Lk};
+  const char* names[4] = {"B", "Hq", "Lq", "Lk"};
+  for (int a = 0; a < 4; ++a)
+    if (p.bias_shape[a] != 1 && p.bias_shape[a] != full[a])
+      fail("bias dimension " + std::to_string(a) + " must be 1 or " + names[a] + "=" + std::to_string(full[a]) +
+           ", got " + std::to_string(p.bias_shape[a]));
+}
+
+template <class T>
+void attention_forward(const AttentionParams<T>& p, T* out, T* lse, const CpuOptions& opt) {
+  attention_validate(p);
+  const int nthreads = threads_for(opt, double(p.B) * p.Hq * p.Lq * p.Lk * p.D);
+  const int64_t Dp = round_up(p.D, nr<T>()), Lkp = round_up(p.Lk, nr<T>());
+  std::vector<T> kt_buf, v_buf;
+  pack_transposed(p.k, p.B * p.Hkv, p.Lk, p.D, Lkp, kt_buf, nthreads);
+  pack_rows(p.v, p.B * p.Hkv, p.Lk, p.D, Dp, v_buf, nthreads);
+  const FwdPacked<T> pk{kt_buf.data(), v_buf.data(), Lkp, Dp};
+  const int64_t nqb = (p.Lq + BQ - 1) / BQ, ntasks = p.B * p.Hq * nqb;
+#pragma omp parallel num_threads(nthreads)
+  {
+    FwdScratch<T> w(Dp);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < ntasks; ++t) {
+      // b varies fastest: consecutive tasks read the same rows of a batch-shared bias (cache reuse).
+      const int64_t b = t % p.B, qb = (t / p.B) % nqb, h = t / (p.B * nqb);
+      forward_task(p, pk, b, h, qb * BQ, out, lse, w.s.data(), w.o.data(), w.m.data(), w.l.data(),
+                   w.kadd.data());
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Backward
+
+namespace {
+
+template <class T>
+struct BwdPacked {
+  const T* kt;     // [B * Hkv, Lkp / NR, D, NR]  K^T
+  const T* vt;     // [B * Hkv, Lkp / NR, D, NR]  V^T
+  const T* kp;     // [B * Hkv, Dp / NR, Lk, NR]  K
+  const T* qp;     // [B * Hq, Dp / NR, Lq, NR]   Q
+  const T* dop;    // [B * Hq, Dp / NR, Lq, NR]   dO
+  const T* dout;   // [B, Hq, Lq, D]    dO
+  const T* lse;    // [B, Hq, Lq]
+  const T* delta;  // [B, Hq, Lq]       rowsum(dO * O) - dlse
+  T* dq;           // [chunks, B, Hq, Lq, Dp], unscaled
+  int64_t Lkp, Dp;
+};
+
+template <class T>
+struct BwdScratch {
+  std::vector<T> s, dp, pt, dst, dk, dv, kadd;
+  explicit BwdScratch(int64_t Dp)
+      : s(BQ * BK), dp(BQ * BK), pt(BK * BQ), dst(BK * BQ), dk(BK * Dp), dv(BK * Dp), kadd(BK) {}
+};
+
+// One key block of one (b, kv head): dK and dV of the block, its dQ (into the chunk's buffer) and
+// dbias contributions. The caller guarantees that no other thread touches the same dbias entries.
+template <class T>
+FACECORE_CPU_DISPATCH void backward_block(const AttentionParams<T>& p, const BwdPacked<T>& pk, int64_t b,
+                                          int64_t hk, int64_t kb, T* dq, T* grad_k, T* grad_v, T* grad_bias,
+                                          T* s, T* dp, T* pt, T* dst, T* dk, T* dv, T* kadd) {
+  const int64_t D = p.D, Dp = pk.Dp, Lkp = pk.Lkp, G = p.Hq / p.Hkv, off = p.Lk - p.Lq;
+  const int64_t j0 = kb * BK, nk = std::min(BK, p.Lk - j0), nkp = round_up(nk, nr<T>());
+  const Strides<T> bs = bias_strides(p);
+  key_mask(p, b, j0, nk, nkp, kadd);
+  std::fill(dk, dk + nk * Dp, T(0));
+  std::fill(dv, dv + nk * Dp, T(0));
+  constexpr int NR = nr<T>();
+  const T* kt = pk.kt + (b * p.Hkv + hk) * Lkp * D + j0 * D;
+  const T* vt = pk.vt + (b * p.Hkv + hk) * Lkp * D + j0 * D;
+  const T* kp = pk.kp + (b * p.Hkv + hk) * Dp * p.Lk + j0 * NR;
+  // Queries that see none of these keys (causal) are skipped: only i + off >= j0 matter.
+  const int64_t qstart = p.causal ? std::clamp<int64_t>(j0 - off, 0, p.Lq) : 0;
+  for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+    const int64_t bh = b * p.Hq + h;
+    for (int64_t i0 = qstart; i0 < p.Lq; i0 += BQ) {
+      const int64_t m = std::min(BQ, p.Lq - i0), row0 = bh * p.Lq + i0;
+      // P = exp(S - lse) recomputed; dP = dO V^T; dS = P (dP - delta).
+      gemm<T, false>(m, nkp, D, p.q + row0 * D, D, kt, NR, D * NR, s, BK);
+      gemm<T, false>(m, nkp, D, pk.dout + row0 * D, D, vt, NR, D * NR, dp, BK);
+      for (int64_t r = 0; r < m; ++r) {
+        T* sr = s + r * BK;
+        T* dpr = dp + r * BK;
+        const T l = pk.lse[row0 + r], dl = pk.delta[row0 + r];
+        if (l == neg_inf<T>()) {  // fully masked row: P = dS = 0
+          std::fill(sr, sr + nkp, T(0));
+          std::fill(dpr, dpr + nkp, T(0));
+          continue;
+        }
+        scores(p, bs, b, h, i0 + r, j0, nkp, kadd, sr);
+        exp_shift(sr, nkp, l);
+        for (int64_t c = 0; c < nkp; ++c) dpr[c] = sr[c] * (dpr[c] - dl);  // dp now holds dS
+      }
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < nk; ++c) {
+          pt[c * BQ + r] = s[r * BK + c];
+          dst[c * BQ + r] = dp[r * BK + c];
+        }
+      const int64_t qoff = bh * Dp * p.Lq + i0 * NR, qpanel = p.Lq * NR;
+      gemm<T>(nk, Dp, m, pt, BQ, pk.dop + qoff, NR, qpanel, dv, Dp);    // dV += P^T dO
+      gemm<T>(nk, Dp, m, dst, BQ, pk.qp + qoff, NR, qpanel, dk, Dp);    // dK += dS^T Q
+      gemm<T>(m, Dp, nk, dp, BK, kp, NR, p.Lk * NR, dq + row0 * Dp, Dp);  // dQ += dS K
+      if (grad_bias) {
+        for (int64_t r = 0; r < m; ++r) {
+          T* g = grad_bias + b * bs.b + h * bs.h + (i0 + r) * bs.i;
+          const T* dsr = dp + r * BK;
+          if (bs.j) {
+            for (int64_t c = 0; c < nk; ++c) g[j0 + c] += dsr[c];
+          } else {
+            T acc = 0;
+            for (int64_t c = 0; c < nk; ++c) acc += dsr[c];
+            g[0] += acc;
+          }
+        }
+      }
+    }
+  }
+  const int64_t kv0 = (b * p.Hkv + hk) * p.Lk + j0;
+  for (int64_t c = 0; c < nk; ++c)
+    for (int64_t d = 0; d < D; ++d) {
+      grad_k[(kv0 + c) * D + d] = p.scale * dk[c * Dp + d];
+      grad_v[(kv0 + c) * D + d] = dv[c * Dp + d];
+    }
+}
+
+}  // namespace
+
+template <class T>
+void attention_backward(const AttentionParams<T>& p, const T* out, const T* lse, const T* grad_out,
+                        const T* grad_lse, T* grad_q, T* grad_k, T* grad_v, T* grad_bias, const CpuOptions& opt) {
+  attention_validate(p);
+  if (!p.bias) grad_bias = nullptr;
+  const int nthreads = threads_for(opt, 2.0 * p.B * p.Hq * p.Lq * p.Lk * p.D);
+  const int64_t D = p.D, Dp = round_up(p.D, nr<T>()), Lkp = round_up(p.Lk, nr<T>());
+  const int64_t nq = p.B * p.Hq * p.Lq;
+  std::vector<T> kt_buf, vt_buf, kp_buf, qp_buf, dop_buf, delta(nq);
+  pack_transposed(p.k, p.B * p.Hkv, p.Lk, D, Lkp, kt_buf, nthreads);
+  pack_transposed(p.v, p.B * p.Hkv, p.Lk, D, Lkp, vt_buf, nthreads);
+  pack_rows(p.k, p.B * p.Hkv, p.Lk, D, Dp, kp_buf, nthreads);
+  pack_rows(p.q, p.B * p.Hq, p.Lq, D, Dp, qp_buf, nthreads);
+  pack_rows(grad_out, p.B * p.Hq, p.Lq, D, Dp, dop_buf, nthreads);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t r = 0; r < nq; ++r) {
+    T acc = 0;
+    for (int64_t d = 0; d < D; ++d) acc += grad_out[r * D + d] * out[r * D + d];
+    delta[r] = acc - (grad_lse ? grad_lse[r] : T(0));
+  }
+
+  // Task grid: (b, kv head, chunk of key blocks). Dimensions along which the bias broadcasts are
+  // folded into one task when dbias is wanted, so each dbias entry has a single writer.
+  const int64_t* bsh = p.bias_shape;
+  const int64_t nkb = (p.Lk + BK - 1) / BK;
+  const bool fold_b = grad_bias && bsh[0] == 1 && p.B > 1;
+  const bool fold_h = grad_bias && bsh[1] == 1 && p.Hq > 1;
+  const bool fold_k = grad_bias && bsh[3] == 1 && p.Lk > 1;
+  const int64_t nbt = fold_b ? 1 : p.B, nht = fold_h ? 1 : p.Hkv;
+  int64_t chunks = 1;
+  if (!fold_k) chunks = std::clamp<int64_t>((nthreads + nbt * nht - 1) / (nbt * nht), 1, nkb);
+
+  std::vector<T> dq_buf(chunks * nq * Dp, T(0));
+  BwdPacked<T> pk{kt_buf.data(),
+                  vt_buf.data(),
+                  kp_buf.data(),
+                  qp_buf.data(),
+                  dop_buf.data(),
+                  grad_out,
+                  lse,
+                  delta.data(),
+                  dq_buf.data(),
+                  Lkp,
+                  Dp};
+  if (grad_bias) std::fill(grad_bias, grad_bias + bsh[0] * bsh[1] * bsh[2] * bsh[3], T(0));
+
+  const int64_t ntasks = nbt * nht * chunks;
+#pragma omp parallel num_threads(nthreads)
+  {
+    BwdScratch<T> w(Dp);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < ntasks; ++t) {
+      const int64_t c = t % chunks, ht = (t / chunks) % nht, bt = t / (chunks * nht);
+      T* dq = pk.dq + c * nq * Dp;
+      // Batch innermost: a batch-shared dbias tile stays in cache while every batch adds to it.
+      for (int64_t hk = fold_h ? 0 : ht; hk < (fold_h ? p.Hkv : ht + 1); ++hk)
+        for (int64_t kb = c; kb < nkb; kb += chunks)  // interleaved: balances causal work
+          for (int64_t b = fold_b ? 0 : bt; b < (fold_b ? p.B : bt + 1); ++b)
+            backward_block(p, pk, b, hk, kb, dq, grad_k, grad_v, grad_bias, w.s.data(), w.dp.data(),
+                           w.pt.data(), w.dst.data(), w.dk.data(), w.dv.data(), w.kadd.data());
+    }
+  }
+  // dQ = scale * sum over chunks, in chunk order.
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t r = 0; r < nq; ++r)
+    for (int64_t d = 0; d < D; ++d) {
+      T acc = 0;
+      for (int64_t c = 0; c < chunks; ++c) acc += dq_buf[(c * nq + r) * Dp + d];
+      grad_q[r * D + d] = p.scale * acc;
+    }
+}
+
+#define FACECORE_ATTENTION_INSTANTIATE(T)                                                                  \
+  template void attention_validate<T>(const AttentionParams<T>&);                                        \
+  template void attention_forward<T>(const AttentionParams<T>&, T*, T*, const CpuOptions&);              \
+  template void attention_backward<T>(const AttentionParams<T>&, const T*, const T*, const T*, const T*, \
+                                      T*, T*, T*, T*, const CpuOptions&);
+FACECORE_ATTENTION_INSTANTIATE(float)
+FACECORE_ATTENTION_INSTANTIATE(double)
+
+}  // namespace facecore
