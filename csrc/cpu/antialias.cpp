@@ -88,14 +88,29 @@ inline int orientation(const T* pos, const int32_t* t) {
 constexpr int kMaxWalk = 4;
 constexpr uint8_t kNear = 8;  // sil bit 3: a silhouette edge is within kMaxWalk - 1 steps of this triangle
 
-// Per image: silhouette bits of every triangle (bit k: edge k may be on a silhouette; bit 3: kNear).
+// Per image: silhouette bits of every triangle (bit k: edge k may be on a silhouette; bit 3: kNear), and
+// coef[9 t + 3 i ..] = (a, b, c) with o * raster::edge(edge i) = a + b px + c py (o the orientation): the
+// pair walk then reads 9 contiguous doubles per triangle instead of gathering three vertices.
 template <class T>
 void silhouettes(const T* pos, const int32_t* tri, int64_t NT, const std::vector<int32_t>& nbr,
-                 std::vector<int8_t>& orient, std::vector<uint8_t>& sil, int nthreads) {
+                 std::vector<int8_t>& orient, std::vector<uint8_t>& sil, double* coef, int nthreads) {
   const int nth = threads_for(nthreads, NT, 8192);
 #pragma omp parallel for schedule(static) num_threads(nth)
-  for (int64_t t = 0; t < NT; ++t) orient[t] = int8_t(orientation(pos, tri + 3 * t));
-#pragma omp parallel for schedule(static) num_threads(nth)
+  for (int64_t t = 0; t < NT; ++t) {
+    const int o = orientation(pos, tri + 3 * t);
+    orient[t] = int8_t(o);
+    for (int i = 0; i < 3; ++i) {
+      const T* pj = pos + int64_t(tri[3 * t + (i + 1) % 3]) * 4;
+      const T* pk = pos + int64_t(tri[3 * t + (i + 2) % 3]) * 4;
+      const double xj = pj[0], yj = pj[1], wj = pj[3], xk = pk[0], yk = pk[1], wk = pk[3];
+      // (xj - px wj)(yk - py wk) - (yj - py wj)(xk - px wk), expanded in px, py
+      coef[9 * t + 3 * i] = o * (xj * yk - yj * xk);
+      coef[9 * t + 3 * i + 1] = o * (yj * wk - wj * yk);
+      coef[9 * t + 3 * i + 2] = o * (wj * xk - xj * wk);
+    }
+  }
+  int64_t near_count = 0;
+#pragma omp parallel for schedule(static) num_threads(nth) reduction(+ : near_count)
   for (int64_t t = 0; t < NT; ++t) {
     const int o = orient[t];
     uint8_t bits = 0;
@@ -104,28 +119,33 @@ void silhouettes(const T* pos, const int32_t* tri, int64_t NT, const std::vector
       bits |= uint8_t(n < 0 || o == 0 || orient[n / 3] != o) << k;
     }
     sil[t] = bits ? uint8_t(bits | kNear) : 0;
+    near_count += bits != 0;
   }
+  if (near_count == NT) return;  // every triangle is on a silhouette: nothing to grow
   static thread_local std::vector<uint8_t> grow;
   std::vector<uint8_t>& g = grow;
   g.resize(NT);
   for (int step = 1; step < kMaxWalk; ++step) {
-#pragma omp parallel for schedule(static) num_threads(nth)
+    int64_t grown = 0;
+#pragma omp parallel for schedule(static) num_threads(nth) reduction(+ : grown)
     for (int64_t t = 0; t < NT; ++t) {
       bool near = sil[t] & kNear;
       for (int k = 0; k < 3 && !near; ++k) near = nbr[3 * t + k] >= 0 && (sil[nbr[3 * t + k] / 3] & kNear);
       g[t] = near;
+      grown += near && !(sil[t] & kNear);
     }
+    if (!grown) break;  // a fixed point (e.g. every triangle is already near a silhouette)
 #pragma omp parallel for schedule(static) num_threads(nth)
     for (int64_t t = 0; t < NT; ++t) sil[t] |= g[t] ? kNear : 0;
   }
 }
 
 struct Pair {
-  bool active = false;
-  bool a_front = false;  // the nearer triangle F is the one at pixel A
   double e = 0;          // crossing fraction from F's pixel centre towards the other one
-  int64_t t = 0;         // F's triangle
-  int k = 0;             // the crossed edge of F (joins corners k+1, k+2)
+  int32_t t = 0;         // F's triangle
+  int8_t k = 0;          // the crossed edge of F (joins corners k+1, k+2)
+  bool a_front = false;  // the nearer triangle F is the one at pixel A
+  bool active = false;
 };
 
 template <class T>
@@ -139,9 +159,8 @@ inline int64_t tri_id(const T* r, int64_t NT) {  // 1-based id, 0 = background o
 // over edges with n_i(0) >= 0 that decrease along the segment. A silhouette exit edge gives e = s_i;
 // an interior one hands over to the neighbour across it.
 template <class T>
-Pair eval_pair(const T* rA, const T* rB, double pxA, double pyA, double pxB, double pyB, const T* pos,
-               const int32_t* tri, int64_t NT, const uint8_t* sil, const int8_t* orient, const int32_t* nbr,
-               bool horizontal, double H, double W) {
+Pair eval_pair(const T* rA, const T* rB, double pxA, double pyA, double pxB, double pyB, const double* coef,
+               int64_t NT, const uint8_t* sil, const int32_t* nbr, bool horizontal, double H, double W) {
   Pair q;
   const int64_t tA = tri_id(rA, NT), tB = tri_id(rB, NT);
   if (tA == tB) return q;
@@ -152,15 +171,13 @@ Pair eval_pair(const T* rA, const T* rB, double pxA, double pyA, double pxB, dou
   const double pxF = q.a_front ? pxA : pxB, pyF = q.a_front ? pyA : pyB;
   const double pxO = q.a_front ? pxB : pxA, pyO = q.a_front ? pyB : pyA;
   for (int step = 0; step < kMaxWalk; ++step) {
-    double v[3][4];
-    for (int c = 0; c < 3; ++c)
-      for (int j = 0; j < 4; ++j) v[c][j] = double(pos[int64_t(tri[3 * cur + c]) * 4 + j]);
-    const double o = orient[cur];
+    const double* cf = coef + 9 * cur;
     double best = 1.0;
     int k = -1;
     for (int i = 0; i < 3; ++i) {
-      const double n0 = o * raster::edge(v[(i + 1) % 3], v[(i + 2) % 3], pxF, pyF);
-      const double n1 = o * raster::edge(v[(i + 1) % 3], v[(i + 2) % 3], pxO, pyO);
+      const double* ci = cf + 3 * i;
+      const double n0 = ci[0] + ci[1] * pxF + ci[2] * pyF;
+      const double n1 = ci[0] + ci[1] * pxO + ci[2] * pyO;
       if (n0 >= 0 && n1 < n0) {
         const double e = n0 / (n0 - n1);
         if (e < best) best = e, k = i;
@@ -170,11 +187,9 @@ Pair eval_pair(const T* rA, const T* rB, double pxA, double pyA, double pxB, dou
     if ((sil[cur] >> k) & 1) {
       // Each silhouette edge is handled by one pair direction only (horizontal pairs for edges steeper than
       // 45 degrees on screen), otherwise a slanted edge would be blended, and differentiated, twice.
-      const double* pj = v[(k + 1) % 3];
-      const double* pk = v[(k + 2) % 3];
-      const double ax = std::abs(pj[1] * pk[3] - pj[3] * pk[1]) * H, ay = std::abs(pj[3] * pk[0] - pj[0] * pk[3]) * W;
+      const double ax = std::abs(cf[3 * k + 1]) * H, ay = std::abs(cf[3 * k + 2]) * W;  // |o| = 1 here
       if ((ax >= ay) != horizontal) return q;
-      q.active = true, q.e = best, q.t = cur, q.k = k;
+      q.active = true, q.e = best, q.t = int32_t(cur), q.k = int8_t(k);
       return q;
     }
     const int32_t n = nbr[3 * cur + k];
@@ -193,27 +208,42 @@ struct Grid {
 };
 
 // Every pair of one image evaluated once: horizontal pairs (x, x+1) at [y * W + x] (x < W - 1), vertical
-// pairs (y, y+1) at [H * W + y * W + x] (y < H - 1).
+// pairs (y, y+1) at [H * W + y * W + x] (y < H - 1). Only active pairs are stored; act[] (one byte per pair)
+// flags them: almost every pair is inactive, and writing and reading a full Pair for each would dominate
+// the memory traffic. Rows without a triangle-id change are skipped by comparing raw id floats first.
 template <class T>
-void eval_pairs(const AntialiasParams<T>& p, const T* rast, const T* pos, const uint8_t* sil, const int8_t* orient,
-                const int32_t* nbr, const Grid& g, int nthreads, std::vector<Pair>& pairs) {
+void eval_pairs(const AntialiasParams<T>& p, const T* rast, const double* coef, const uint8_t* sil,
+                const int32_t* nbr, const Grid& g, int nthreads, std::vector<Pair>& pairs,
+                std::vector<uint8_t>& act) {
   const int64_t H = p.H, W = p.W, NT = p.T_;
-  pairs.resize(size_t(2 * H * W));
+  if (pairs.size() < size_t(2 * H * W)) pairs.resize(size_t(2 * H * W));
+  act.resize(size_t(2 * H * W));
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t y = 0; y < H; ++y)
+  for (int64_t y = 0; y < H; ++y) {
+    uint8_t* ah = act.data() + y * W;
+    uint8_t* av = act.data() + H * W + y * W;
+    std::fill(ah, ah + W, uint8_t(0));
+    std::fill(av, av + W, uint8_t(0));
+    const T* row = rast + y * W * 4;
     for (int64_t x = 0; x < W; ++x) {
       const int64_t i = y * W + x;
-      const int64_t id = tri_id(rast + i * 4, NT);
-      Pair& h = pairs[i];
-      Pair& v = pairs[H * W + i];
-      h = Pair(), v = Pair();
-      if (x + 1 < W && tri_id(rast + (i + 1) * 4, NT) != id)
-        h = eval_pair(rast + i * 4, rast + (i + 1) * 4, g.px(x), g.py(y), g.px(x + 1), g.py(y), pos, p.tri, NT, sil,
-                      orient, nbr, true, double(H), double(W));
-      if (y + 1 < H && tri_id(rast + (i + W) * 4, NT) != id)
-        v = eval_pair(rast + i * 4, rast + (i + W) * 4, g.px(x), g.py(y), g.px(x), g.py(y + 1), pos, p.tri, NT, sil,
-                      orient, nbr, false, double(H), double(W));
+      const T* r = row + x * 4;
+      const bool hdiff = x + 1 < W && r[7] != r[3];  // equal raw ids: same triangle (or both background)
+      const bool vdiff = y + 1 < H && r[4 * W + 3] != r[3];
+      if (!hdiff && !vdiff) continue;
+      const int64_t id = tri_id(r, NT);
+      if (hdiff && tri_id(r + 4, NT) != id) {
+        const Pair q = eval_pair(r, r + 4, g.px(x), g.py(y), g.px(x + 1), g.py(y), coef, NT, sil, nbr, true,
+                                 double(H), double(W));
+        if (q.active) pairs[i] = q, ah[x] = 1;
+      }
+      if (vdiff && tri_id(r + 4 * W, NT) != id) {
+        const Pair q = eval_pair(r, r + 4 * W, g.px(x), g.py(y), g.px(x), g.py(y + 1), coef, NT, sil, nbr, false,
+                                 double(H), double(W));
+        if (q.active) pairs[H * W + i] = q, av[x] = 1;
+      }
     }
+  }
 }
 
 // The (up to four) pairs of pixel (x, y) in the order right, left, down, up, as (pair, this pixel is A).
@@ -224,24 +254,33 @@ struct PixelPairs {
   int n = 0;
 };
 
-inline PixelPairs pixel_pairs(const std::vector<Pair>& pairs, int64_t H, int64_t W, int64_t x, int64_t y) {
+inline PixelPairs pixel_pairs(const std::vector<Pair>& pairs, const uint8_t* act, int64_t H, int64_t W,
+                              int64_t x, int64_t y) {
   PixelPairs pp;
   const int64_t i = y * W + x;
-  auto add = [&](const Pair& q, bool self_a, int64_t other) {
-    if (!q.active) return;
-    pp.q[pp.n] = &q, pp.self_a[pp.n] = self_a, pp.other[pp.n] = other, ++pp.n;
+  auto add = [&](int64_t j, bool self_a, int64_t other) {
+    if (!act[j]) return;
+    pp.q[pp.n] = &pairs[j], pp.self_a[pp.n] = self_a, pp.other[pp.n] = other, ++pp.n;
   };
-  if (x + 1 < W) add(pairs[i], true, i + 1);
-  if (x > 0) add(pairs[i - 1], false, i - 1);
-  if (y + 1 < H) add(pairs[H * W + i], true, i + W);
-  if (y > 0) add(pairs[H * W + i - W], false, i - W);
+  if (x + 1 < W) add(i, true, i + 1);
+  if (x > 0) add(i - 1, false, i - 1);
+  if (y + 1 < H) add(H * W + i, true, i + W);
+  if (y > 0) add(H * W + i - W, false, i - W);
   return pp;
+}
+
+// Whether pixel (x, y) belongs to any active pair (most pixels do not: they keep their value).
+inline bool touched(const uint8_t* act, int64_t H, int64_t W, int64_t x, int64_t y) {
+  const int64_t i = y * W + x;
+  return act[i] | (x > 0 ? act[i - 1] : 0) | act[H * W + i] | (y > 0 ? act[H * W + i - W] : 0);
 }
 
 struct Scratch {
   std::vector<int8_t> orient;
   std::vector<uint8_t> sil;
   std::vector<Pair> pairs;
+  std::vector<uint8_t> act;
+  std::vector<double> coef;
   std::vector<double> acc;
 };
 
@@ -257,21 +296,23 @@ void antialias_forward(const AntialiasParams<T>& p, T* out, const CpuOptions& op
   const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V);
   static thread_local Scratch scratch;
   Scratch& sc = scratch;  // a plain reference: OpenMP workers share the caller's buffers
-  sc.orient.resize(NT), sc.sil.resize(NT);
+  sc.orient.resize(NT), sc.sil.resize(NT), sc.coef.resize(size_t(9 * NT));
   for (int64_t b = 0; b < p.B; ++b) {
     const T* pos = p.pos + b * p.V * 4;
     const T* rast = p.rast + b * H * W * 4;
     const T* col = p.color + b * H * W * C;
     T* o = out + b * H * W * C;
-    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, nthreads);
-    eval_pairs(p, rast, pos, sc.sil.data(), sc.orient.data(), nbr.data(), g, pix_threads, sc.pairs);
+    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.coef.data(), nthreads);
+    eval_pairs(p, rast, sc.coef.data(), sc.sil.data(), nbr.data(), g, pix_threads, sc.pairs, sc.act);
+    const uint8_t* act = sc.act.data();
 #pragma omp parallel for schedule(static) num_threads(pix_threads)
-    for (int64_t y = 0; y < H; ++y)
+    for (int64_t y = 0; y < H; ++y) {
+      std::copy(col + y * W * C, col + (y + 1) * W * C, o + y * W * C);
       for (int64_t x = 0; x < W; ++x) {
+        if (!touched(act, H, W, x, y)) continue;
         const int64_t i = y * W + x;
         T* d = o + i * C;
-        for (int64_t c = 0; c < C; ++c) d[c] = col[i * C + c];
-        const PixelPairs pp = pixel_pairs(sc.pairs, H, W, x, y);
+        const PixelPairs pp = pixel_pairs(sc.pairs, act, H, W, x, y);
         for (int n = 0; n < pp.n; ++n) {
           const Pair& q = *pp.q[n];
           const bool self_f = pp.self_a[n] == q.a_front;
@@ -283,6 +324,7 @@ void antialias_forward(const AntialiasParams<T>& p, T* out, const CpuOptions& op
             for (int64_t c = 0; c < C; ++c) d[c] += T(0.5 - q.e) * (cO[c] - cF[c]);
         }
       }
+    }
   }
 }
 
@@ -296,7 +338,7 @@ void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_
   const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V);
   static thread_local Scratch scratch;
   Scratch& sc = scratch;
-  sc.orient.resize(NT), sc.sil.resize(NT);
+  sc.orient.resize(NT), sc.sil.resize(NT), sc.coef.resize(size_t(9 * NT));
   sc.acc.resize(size_t(nthreads) * V * 4);
   for (int64_t b = 0; b < p.B; ++b) {
     const T* pos = p.pos + b * V * 4;
@@ -304,19 +346,21 @@ void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_
     const T* col = p.color + b * H * W * C;
     const T* go = grad_out + b * H * W * C;
     T* gc = grad_color + b * H * W * C;
-    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, nthreads);
-    eval_pairs(p, rast, pos, sc.sil.data(), sc.orient.data(), nbr.data(), g, nthreads, sc.pairs);
+    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.coef.data(), nthreads);
+    eval_pairs(p, rast, sc.coef.data(), sc.sil.data(), nbr.data(), g, nthreads, sc.pairs, sc.act);
+    const uint8_t* act = sc.act.data();
     std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
 #pragma omp parallel num_threads(nthreads)
     {
       double* gp = sc.acc.data() + size_t(omp_get_thread_num()) * V * 4;
 #pragma omp for schedule(static)
-      for (int64_t y = 0; y < H; ++y)
+      for (int64_t y = 0; y < H; ++y) {
+        std::copy(go + y * W * C, go + (y + 1) * W * C, gc + y * W * C);
         for (int64_t x = 0; x < W; ++x) {
+          if (!touched(act, H, W, x, y)) continue;
           const int64_t i = y * W + x;
           T* d = gc + i * C;
-          for (int64_t c = 0; c < C; ++c) d[c] = go[i * C + c];
-          const PixelPairs pp = pixel_pairs(sc.pairs, H, W, x, y);
+          const PixelPairs pp = pixel_pairs(sc.pairs, act, H, W, x, y);
           for (int n = 0; n < pp.n; ++n) {
             const Pair& q = *pp.q[n];
             const bool self_f = pp.self_a[n] == q.a_front;
@@ -332,7 +376,7 @@ void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_
             double dlde = 0;
             for (int64_t c = 0; c < C; ++c) dlde += double(gX[c]) * (double(col[f * C + c]) - double(col[o * C + c]));
             if (dlde == 0) continue;
-            const int32_t* tr = p.tri + 3 * q.t;
+            const int32_t* tr = p.tri + 3 * int64_t(q.t);
             const int j = (q.k + 1) % 3, k = (q.k + 2) % 3;
             double vj[4], vk[4], gj[4] = {0, 0, 0, 0}, gk[4] = {0, 0, 0, 0};
             for (int c = 0; c < 4; ++c)
@@ -346,6 +390,7 @@ void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_
             for (int c = 0; c < 4; ++c) gp[int64_t(tr[j]) * 4 + c] += gj[c], gp[int64_t(tr[k]) * 4 + c] += gk[c];
           }
         }
+      }
     }
     T* out = grad_pos + b * V * 4;
     for (int64_t i = 0; i < V * 4; ++i) {

@@ -1,18 +1,20 @@
 // CPU fused attention (see facecore/attention.h for the maths).
 //
 // Layout of the work:
-// - forward: one task per (b, query head, block of BQ query rows); each task streams key blocks of BK
+// - forward: one task per (b, query head, block of BQ query rows); each task streams key blocks of BKF
 //   keys through an online softmax, so memory is O(L) and no [Lq, Lk] matrix is ever stored.
 // - backward: one task per (b, kv head, chunk of key blocks); a task owns dK and dV of its key blocks
 //   (summed over the query heads of its group and every query block) and adds dS K into its own
-//   per-chunk dQ buffer, so no two threads ever write the same number; the chunk buffers are summed in
-//   a fixed order at the end (deterministic). When the bias gradient is wanted, dimensions along
-//   which the bias broadcasts are folded into one task, so that task alone accumulates those dbias
-//   entries.
-// - all matrix products go through one register-tiled micro-kernel C (+)= A B (A, C row-major; B in
-//   NR-wide column panels, N a multiple of NR), so K^T, V (and in backward V^T, K, Q, dO) are packed
-//   once per call into zero-padded panels. SIMD is written with GCC/Clang vector extensions, and the
-//   per-tile functions are compiled for AVX2+FMA and the baseline (FACECORE_CPU_DISPATCH).
+//   per-chunk dQ buffer (grad_q itself when there is one chunk and D is a multiple of NR), so no two
+//   threads ever write the same number; the chunk buffers are summed in a fixed order at the end
+//   (deterministic). When the bias gradient is wanted, dimensions along which the bias broadcasts
+//   are folded into one task, so that task alone accumulates those dbias entries.
+// - all matrix products go through one register-tiled micro-kernel C (+)= A B (A, C row-major, or A
+//   read transposed; B in NR-wide column panels, N a multiple of NR), so K^T (and in backward V^T)
+//   are packed once per call into zero-padded panels; V (and in backward K, Q, dO) are read in place
+//   when D is a multiple of NR and packed otherwise. Backward reads P^T and dS^T straight from P and
+//   dS. SIMD is written with GCC/Clang vector extensions, and the per-tile functions are compiled for
+//   AVX2+FMA and the baseline (FACECORE_CPU_DISPATCH).
 // - tiny problems run single-threaded (OpenMP fork/join would dominate).
 #include "facecore/attention.h"
 
@@ -20,8 +22,14 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "parallel.h"
 
@@ -46,6 +54,7 @@ namespace {
 
 constexpr int64_t BQ = 64;  // query rows per block
 constexpr int64_t BK = 64;  // keys per block
+constexpr int64_t BKF = 128;  // keys per block in forward: fewer online-softmax rescales of O
 constexpr int MR = 6;       // micro-tile rows: 12 accumulators hide the FMA latency
 
 // GCC/Clang vector extensions: explicit SIMD that compiles for every target (the baseline clone
@@ -88,8 +97,10 @@ constexpr int nr() {
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// C[R, NR] (+)= A[R, K] B[K, NR]; the R x NR accumulator stays in 2R vector registers.
-template <class T, int R, bool ACC>
+// C[R, NR] (+)= A[R, K] B[K, NR]; the R x NR accumulator stays in 2R vector registers. TA: A is
+// stored transposed (element (r, k) at A[k * lda + r]); A is only ever broadcast one scalar at a
+// time, so reading it transposed costs nothing and saves transposing P and dS in backward.
+template <class T, int R, bool ACC, bool TA = false>
 FC_INLINE void micro(int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::W;
@@ -104,7 +115,7 @@ FC_INLINE void micro(int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb
   for (int64_t kk = 0; kk < K; ++kk) {
     const V b0 = vload(B + kk * ldb), b1 = vload(B + kk * ldb + W);
     for (int r = 0; r < R; ++r) {
-      const T a = A[r * lda + kk];  // scalar * vector: one vbroadcastss from memory
+      const T a = TA ? A[kk * lda + r] : A[r * lda + kk];  // scalar * vector: one vbroadcastss from memory
       c0[r] += a * b0;
       c1[r] += a * b1;
     }
@@ -115,17 +126,18 @@ FC_INLINE void micro(int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb
 // C[M, N] += A[M, K] B[K, N] (ACC) or C = A B; A and C row-major, N a multiple of nr<T>(). B is stored as column panels
 // of width NR: element (k, n) at B[(n / NR) * panel + k * ldb + n % NR] (row-major B: ldb = N, panel = NR;
 // packed B: ldb = NR, panel = K_total * NR, which makes the micro-kernel read B contiguously).
-template <class T, bool ACC = true>
+template <class T, bool ACC = true, bool TA = false>
 FC_INLINE void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
                     int64_t panel, T* C, int64_t ldc) {
   constexpr int NR = nr<T>();
+  const int64_t ra = TA ? 1 : lda;  // A offset per row
   for (int64_t c0 = 0; c0 < N; c0 += NR) {
     const T* Bc = B + (c0 / NR) * panel;
     int64_t r0 = 0;
-    for (; r0 + MR <= M; r0 += MR) micro<T, MR, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc);
-    if (r0 + 4 <= M) micro<T, 4, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc), r0 += 4;
-    if (r0 + 2 <= M) micro<T, 2, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc), r0 += 2;
-    if (r0 < M) micro<T, 1, ACC>(K, A + r0 * lda, lda, Bc, ldb, C + r0 * ldc + c0, ldc);
+    for (; r0 + MR <= M; r0 += MR) micro<T, MR, ACC, TA>(K, A + r0 * ra, lda, Bc, ldb, C + r0 * ldc + c0, ldc);
+    if (r0 + 4 <= M) micro<T, 4, ACC, TA>(K, A + r0 * ra, lda, Bc, ldb, C + r0 * ldc + c0, ldc), r0 += 4;
+    if (r0 + 2 <= M) micro<T, 2, ACC, TA>(K, A + r0 * ra, lda, Bc, ldb, C + r0 * ldc + c0, ldc), r0 += 2;
+    if (r0 < M) micro<T, 1, ACC, TA>(K, A + r0 * ra, lda, Bc, ldb, C + r0 * ldc + c0, ldc);
   }
 }
 
@@ -238,29 +250,105 @@ FC_INLINE void scores(const AttentionParams<T>& p, const Strides<T>& bs, int64_t
 // ------------------------------------------------------------------------------------------------
 // Packing: every B operand is stored as NR-wide column panels (see gemm), zero-padded.
 
+// Packed buffers are filled completely by the packers, so they are left uninitialised, and buffers
+// up to 8 MiB are kept per calling thread and slot for the next call: fresh memory costs a page fault
+// and a kernel zero fill per 4 KiB, which showed up at several percent of the time at L = 256. Calls
+// on one thread run one after another, so a slot is never in use twice at once.
+template <class T>
+struct Buf {
+  int slot;  // 0..kSlots-1, distinct for buffers alive at the same time
+  std::unique_ptr<T[]> own;
+  T* p = nullptr;
+  static constexpr int kSlots = 5;
+  explicit Buf(int s) : slot(s) {}
+  T* alloc(int64_t n) {
+    n = std::max<int64_t>(n, 1);
+    struct Cached {
+      std::unique_ptr<T[]> p;
+      int64_t cap = 0;
+    };
+    static thread_local Cached cache[kSlots];
+    if (n * int64_t(sizeof(T)) > (int64_t(8) << 20)) {
+      own.reset(new T[n]);
+      return p = own.get();
+    }
+    Cached& c = cache[slot];
+    if (c.cap < n) c.p.reset(new T[n]), c.cap = n;
+    return p = c.p.get();
+  }
+};
+
 // src [BH, R, D] -> dst [BH, Dp / NR, R, NR]   (rows stay rows; columns d >= D are zero)
 template <class T>
-void pack_rows(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, std::vector<T>& buf, int nthreads) {
+void pack_rows(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T>& buf, int nthreads) {
   constexpr int NR = nr<T>();
-  buf.assign(BH * Dp * R, T(0));
-  T* dst = buf.data();
+  T* dst = buf.alloc(BH * Dp * R);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t bh = 0; bh < BH; ++bh)
-    for (int64_t r = 0; r < R; ++r)
-      for (int64_t d = 0; d < D; ++d) dst[((bh * (Dp / NR) + d / NR) * R + r) * NR + d % NR] = src[(bh * R + r) * D + d];
+    for (int64_t pnl = 0; pnl < Dp / NR; ++pnl) {
+      T* dp = dst + (bh * (Dp / NR) + pnl) * R * NR;
+      const int64_t d0 = pnl * NR, w = std::min<int64_t>(NR, D - d0);
+      for (int64_t r = 0; r < R; ++r) {
+        const T* sr = src + (bh * R + r) * D + d0;
+        for (int64_t c = 0; c < w; ++c) dp[r * NR + c] = sr[c];
+        for (int64_t c = w; c < NR; ++c) dp[r * NR + c] = T(0);
+      }
+    }
 }
 
 // src [BH, Lk, D] -> dst [BH, Lkp / NR, D, NR]   (K^T: keys become columns; keys >= Lk are zero)
 template <class T>
-void pack_transposed(const T* src, int64_t BH, int64_t Lk, int64_t D, int64_t Lkp, std::vector<T>& buf,
-                     int nthreads) {
+void pack_transposed(const T* src, int64_t BH, int64_t Lk, int64_t D, int64_t Lkp, Buf<T>& buf, int nthreads) {
   constexpr int NR = nr<T>();
-  buf.assign(BH * Lkp * D, T(0));
-  T* dst = buf.data();
+  T* dst = buf.alloc(BH * Lkp * D);
+  const int64_t np = Lkp / NR;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t bh = 0; bh < BH; ++bh)
-    for (int64_t j = 0; j < Lk; ++j)
-      for (int64_t d = 0; d < D; ++d) dst[((bh * (Lkp / NR) + j / NR) * D + d) * NR + j % NR] = src[(bh * Lk + j) * D + d];
+  for (int64_t t = 0; t < BH * np; ++t) {
+    const int64_t bh = t / np, j0 = (t % np) * NR, w = std::min<int64_t>(NR, Lk - j0);
+    T* dp = dst + t * D * NR;  // one NR x D panel: stays in L1 while it is transposed
+    int64_t jj = 0;
+#if defined(__SSE__)
+    if constexpr (std::is_same_v<T, float>) {  // 4 x 4 register transposes (baseline SSE)
+      const int64_t D4 = D / 4 * 4;
+      for (; jj + 4 <= w; jj += 4) {
+        const float* s0 = src + (bh * Lk + j0 + jj) * D;
+        for (int64_t d = 0; d < D4; d += 4) {
+          __m128 r0 = _mm_loadu_ps(s0 + d), r1 = _mm_loadu_ps(s0 + D + d), r2 = _mm_loadu_ps(s0 + 2 * D + d),
+                 r3 = _mm_loadu_ps(s0 + 3 * D + d);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(dp + d * NR + jj, r0), _mm_storeu_ps(dp + (d + 1) * NR + jj, r1);
+          _mm_storeu_ps(dp + (d + 2) * NR + jj, r2), _mm_storeu_ps(dp + (d + 3) * NR + jj, r3);
+        }
+        for (int64_t d = D4; d < D; ++d)
+          for (int64_t u = 0; u < 4; ++u) dp[d * NR + jj + u] = s0[u * D + d];
+      }
+    }
+#endif
+    for (; jj < w; ++jj) {
+      const T* sr = src + (bh * Lk + j0 + jj) * D;
+      for (int64_t d = 0; d < D; ++d) dp[d * NR + jj] = sr[d];
+    }
+    for (int64_t jj = w; jj < NR; ++jj)
+      for (int64_t d = 0; d < D; ++d) dp[d * NR + jj] = T(0);
+  }
+}
+
+// A [BH, R, D] operand used as gemm B (rows r0.. of slice bh start at at(bh, r0)).
+template <class T>
+struct Rows {
+  const T* base;
+  int64_t ldb, panel, slice;
+  const T* at(int64_t bh, int64_t r) const { return base + bh * slice + r * ldb; }
+};
+
+// Row-major [R, D] needs no packing when D is a multiple of NR: gemm reads it in place as NR-wide
+// panels with ldb = D (saves a copy of the whole tensor per call); otherwise pack zero-padded panels.
+template <class T>
+Rows<T> rows_operand(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T>& buf, int nthreads) {
+  constexpr int NR = nr<T>();
+  if (D == Dp) return {src, D, NR, R * D};
+  pack_rows(src, BH, R, D, Dp, buf, nthreads);
+  return {buf.p, NR, R * NR, R * Dp};
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -269,14 +357,14 @@ void pack_transposed(const T* src, int64_t BH, int64_t Lk, int64_t D, int64_t Lk
 template <class T>
 struct FwdPacked {
   const T* kt;  // [B * Hkv, Lkp / NR, D, NR]  K^T
-  const T* v;   // [B * Hkv, Dp / NR, Lk, NR]  V
+  Rows<T> v;    // V [B * Hkv, Lk, D]
   int64_t Lkp, Dp;
 };
 
 template <class T>
 struct FwdScratch {
   std::vector<T> s, o, m, l, kadd;
-  explicit FwdScratch(int64_t Dp) : s(BQ * BK), o(BQ * Dp), m(BQ), l(BQ), kadd(BK) {}
+  explicit FwdScratch(int64_t Dp) : s(BQ * BKF), o(BQ * Dp), m(BQ), l(BQ), kadd(BKF) {}
 };
 
 template <class T>
@@ -296,13 +384,13 @@ FACECORE_CPU_DISPATCH void forward_task(const AttentionParams<T>& p, const FwdPa
   int64_t kend = p.Lk;
   if (p.causal) kend = std::clamp<int64_t>(i0 + m - 1 + (p.Lk - p.Lq) + 1, 0, p.Lk);
   const T* kt = pk.kt + (b * p.Hkv + hk) * Lkp * D;
-  const T* vv = pk.v + (b * p.Hkv + hk) * Dp * p.Lk;
-  for (int64_t j0 = 0; j0 < kend; j0 += BK) {
-    const int64_t nk = std::min(BK, p.Lk - j0), nkp = round_up(nk, NR);
+  const Rows<T>& vr = pk.v;
+  for (int64_t j0 = 0; j0 < kend; j0 += BKF) {
+    const int64_t nk = std::min(BKF, p.Lk - j0), nkp = round_up(nk, NR);
     key_mask(p, b, j0, nk, nkp, kadd);
-    gemm<T, false>(m, nkp, D, q, D, kt + j0 * D, NR, D * NR, s, BK);  // S = Q K^T
+    gemm<T, false>(m, nkp, D, q, D, kt + j0 * D, NR, D * NR, s, BKF);  // S = Q K^T
     for (int64_t r = 0; r < m; ++r) {
-      T* sr = s + r * BK;
+      T* sr = s + r * BKF;
       scores(p, bs, b, h, i0 + r, j0, nkp, kadd, sr);
       const T mnew = std::max(mrow[r], lane_max(sr, nkp));
       if (mnew == neg_inf<T>()) {  // everything masked so far: contributes nothing
@@ -318,7 +406,7 @@ FACECORE_CPU_DISPATCH void forward_task(const AttentionParams<T>& p, const FwdPa
         for (int64_t d = 0; d < Dp; ++d) orow[d] *= alpha;
       }
     }
-    gemm<T>(m, Dp, nk, s, BK, vv + j0 * NR, NR, p.Lk * NR, o, Dp);  // O += P V
+    gemm<T>(m, Dp, nk, s, BKF, vr.at(b * p.Hkv + hk, j0), vr.ldb, vr.panel, o, Dp);  // O += P V
   }
   T* outp = out + ((b * p.Hq + h) * p.Lq + i0) * D;
   T* lsep = lse + (b * p.Hq + h) * p.Lq + i0;
@@ -361,10 +449,9 @@ void attention_forward(const AttentionParams<T>& p, T* out, T* lse, const CpuOpt
   attention_validate(p);
   const int nthreads = threads_for(opt, double(p.B) * p.Hq * p.Lq * p.Lk * p.D);
   const int64_t Dp = round_up(p.D, nr<T>()), Lkp = round_up(p.Lk, nr<T>());
-  std::vector<T> kt_buf, v_buf;
+  Buf<T> kt_buf{0}, v_buf{1};
   pack_transposed(p.k, p.B * p.Hkv, p.Lk, p.D, Lkp, kt_buf, nthreads);
-  pack_rows(p.v, p.B * p.Hkv, p.Lk, p.D, Dp, v_buf, nthreads);
-  const FwdPacked<T> pk{kt_buf.data(), v_buf.data(), Lkp, Dp};
+  const FwdPacked<T> pk{kt_buf.p, rows_operand(p.v, p.B * p.Hkv, p.Lk, p.D, Dp, v_buf, nthreads), Lkp, Dp};
   const int64_t nqb = (p.Lq + BQ - 1) / BQ, ntasks = p.B * p.Hq * nqb;
 #pragma omp parallel num_threads(nthreads)
   {
@@ -388,9 +475,9 @@ template <class T>
 struct BwdPacked {
   const T* kt;     // [B * Hkv, Lkp / NR, D, NR]  K^T
   const T* vt;     // [B * Hkv, Lkp / NR, D, NR]  V^T
-  const T* kp;     // [B * Hkv, Dp / NR, Lk, NR]  K
-  const T* qp;     // [B * Hq, Dp / NR, Lq, NR]   Q
-  const T* dop;    // [B * Hq, Dp / NR, Lq, NR]   dO
+  Rows<T> kp;      // K  [B * Hkv, Lk, D]
+  Rows<T> qp;      // Q  [B * Hq, Lq, D]
+  Rows<T> dop;     // dO [B * Hq, Lq, D]
   const T* dout;   // [B, Hq, Lq, D]    dO
   const T* lse;    // [B, Hq, Lq]
   const T* delta;  // [B, Hq, Lq]       rowsum(dO * O) - dlse
@@ -400,9 +487,8 @@ struct BwdPacked {
 
 template <class T>
 struct BwdScratch {
-  std::vector<T> s, dp, pt, dst, dk, dv, kadd;
-  explicit BwdScratch(int64_t Dp)
-      : s(BQ * BK), dp(BQ * BK), pt(BK * BQ), dst(BK * BQ), dk(BK * Dp), dv(BK * Dp), kadd(BK) {}
+  std::vector<T> s, dp, dk, dv, kadd;
+  explicit BwdScratch(int64_t Dp) : s(BQ * BK), dp(BQ * BK), dk(BK * Dp), dv(BK * Dp), kadd(BK) {}
 };
 
 // One key block of one (b, kv head): dK and dV of the block, its dQ (into the chunk's buffer) and
@@ -410,7 +496,7 @@ struct BwdScratch {
 template <class T>
 FACECORE_CPU_DISPATCH void backward_block(const AttentionParams<T>& p, const BwdPacked<T>& pk, int64_t b,
                                           int64_t hk, int64_t kb, T* dq, T* grad_k, T* grad_v, T* grad_bias,
-                                          T* s, T* dp, T* pt, T* dst, T* dk, T* dv, T* kadd) {
+                                          T* s, T* dp, T* dk, T* dv, T* kadd) {
   const int64_t D = p.D, Dp = pk.Dp, Lkp = pk.Lkp, G = p.Hq / p.Hkv, off = p.Lk - p.Lq;
   const int64_t j0 = kb * BK, nk = std::min(BK, p.Lk - j0), nkp = round_up(nk, nr<T>());
   const Strides<T> bs = bias_strides(p);
@@ -420,7 +506,7 @@ FACECORE_CPU_DISPATCH void backward_block(const AttentionParams<T>& p, const Bwd
   constexpr int NR = nr<T>();
   const T* kt = pk.kt + (b * p.Hkv + hk) * Lkp * D + j0 * D;
   const T* vt = pk.vt + (b * p.Hkv + hk) * Lkp * D + j0 * D;
-  const T* kp = pk.kp + (b * p.Hkv + hk) * Dp * p.Lk + j0 * NR;
+  const T* kp = pk.kp.at(b * p.Hkv + hk, j0);
   // Queries that see none of these keys (causal) are skipped: only i + off >= j0 matter.
   const int64_t qstart = p.causal ? std::clamp<int64_t>(j0 - off, 0, p.Lq) : 0;
   for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
@@ -443,15 +529,10 @@ FACECORE_CPU_DISPATCH void backward_block(const AttentionParams<T>& p, const Bwd
         exp_shift(sr, nkp, l);
         for (int64_t c = 0; c < nkp; ++c) dpr[c] = sr[c] * (dpr[c] - dl);  // dp now holds dS
       }
-      for (int64_t r = 0; r < m; ++r)
-        for (int64_t c = 0; c < nk; ++c) {
-          pt[c * BQ + r] = s[r * BK + c];
-          dst[c * BQ + r] = dp[r * BK + c];
-        }
-      const int64_t qoff = bh * Dp * p.Lq + i0 * NR, qpanel = p.Lq * NR;
-      gemm<T>(nk, Dp, m, pt, BQ, pk.dop + qoff, NR, qpanel, dv, Dp);    // dV += P^T dO
-      gemm<T>(nk, Dp, m, dst, BQ, pk.qp + qoff, NR, qpanel, dk, Dp);    // dK += dS^T Q
-      gemm<T>(m, Dp, nk, dp, BK, kp, NR, p.Lk * NR, dq + row0 * Dp, Dp);  // dQ += dS K
+      // P^T and dS^T are read in place (transposed A).
+      gemm<T, true, true>(nk, Dp, m, s, BK, pk.dop.at(bh, i0), pk.dop.ldb, pk.dop.panel, dv, Dp);  // dV += P^T dO
+      gemm<T, true, true>(nk, Dp, m, dp, BK, pk.qp.at(bh, i0), pk.qp.ldb, pk.qp.panel, dk, Dp);    // dK += dS^T Q
+      gemm<T>(m, Dp, nk, dp, BK, kp, pk.kp.ldb, pk.kp.panel, dq + row0 * Dp, Dp);         // dQ += dS K
       if (grad_bias) {
         for (int64_t r = 0; r < m; ++r) {
           T* g = grad_bias + b * bs.b + h * bs.h + (i0 + r) * bs.i;
@@ -485,19 +566,13 @@ void attention_backward(const AttentionParams<T>& p, const T* out, const T* lse,
   const int nthreads = threads_for(opt, 2.0 * p.B * p.Hq * p.Lq * p.Lk * p.D);
   const int64_t D = p.D, Dp = round_up(p.D, nr<T>()), Lkp = round_up(p.Lk, nr<T>());
   const int64_t nq = p.B * p.Hq * p.Lq;
-  std::vector<T> kt_buf, vt_buf, kp_buf, qp_buf, dop_buf, delta(nq);
+  Buf<T> kt_buf{0}, vt_buf{1}, kp_buf{2}, qp_buf{3}, dop_buf{4};
+  std::vector<T> delta(nq);
   pack_transposed(p.k, p.B * p.Hkv, p.Lk, D, Lkp, kt_buf, nthreads);
   pack_transposed(p.v, p.B * p.Hkv, p.Lk, D, Lkp, vt_buf, nthreads);
-  pack_rows(p.k, p.B * p.Hkv, p.Lk, D, Dp, kp_buf, nthreads);
-  pack_rows(p.q, p.B * p.Hq, p.Lq, D, Dp, qp_buf, nthreads);
-  pack_rows(grad_out, p.B * p.Hq, p.Lq, D, Dp, dop_buf, nthreads);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t r = 0; r < nq; ++r) {
-    T acc = 0;
-    for (int64_t d = 0; d < D; ++d) acc += grad_out[r * D + d] * out[r * D + d];
-    delta[r] = acc - (grad_lse ? grad_lse[r] : T(0));
-  }
-
+  const Rows<T> kp = rows_operand(p.k, p.B * p.Hkv, p.Lk, D, Dp, kp_buf, nthreads);
+  const Rows<T> qp = rows_operand(p.q, p.B * p.Hq, p.Lq, D, Dp, qp_buf, nthreads);
+  const Rows<T> dop = rows_operand(grad_out, p.B * p.Hq, p.Lq, D, Dp, dop_buf, nthreads);
   // Task grid: (b, kv head, chunk of key blocks). Dimensions along which the bias broadcasts are
   // folded into one task when dbias is wanted, so each dbias entry has a single writer.
   const int64_t* bsh = p.bias_shape;
@@ -509,16 +584,25 @@ void attention_backward(const AttentionParams<T>& p, const T* out, const T* lse,
   int64_t chunks = 1;
   if (!fold_k) chunks = std::clamp<int64_t>((nthreads + nbt * nht - 1) / (nbt * nht), 1, nkb);
 
-  std::vector<T> dq_buf(chunks * nq * Dp, T(0));
-  BwdPacked<T> pk{kt_buf.data(),
-                  vt_buf.data(),
-                  kp_buf.data(),
-                  qp_buf.data(),
-                  dop_buf.data(),
+  // One chunk and D == Dp: accumulate straight into grad_q (no extra buffer, no reduction copy).
+  const bool dq_direct = chunks == 1 && D == Dp;
+  std::vector<T> dq_buf(dq_direct ? 0 : chunks * nq * Dp, T(0));
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t r = 0; r < nq; ++r) {
+    T acc = 0;
+    for (int64_t d = 0; d < D; ++d) acc += grad_out[r * D + d] * out[r * D + d];
+    delta[r] = acc - (grad_lse ? grad_lse[r] : T(0));
+    if (dq_direct) std::fill(grad_q + r * D, grad_q + (r + 1) * D, T(0));
+  }
+  BwdPacked<T> pk{kt_buf.p,
+                  vt_buf.p,
+                  kp,
+                  qp,
+                  dop,
                   grad_out,
                   lse,
                   delta.data(),
-                  dq_buf.data(),
+                  dq_direct ? grad_q : dq_buf.data(),
                   Lkp,
                   Dp};
   if (grad_bias) std::fill(grad_bias, grad_bias + bsh[0] * bsh[1] * bsh[2] * bsh[3], T(0));
@@ -536,10 +620,16 @@ void attention_backward(const AttentionParams<T>& p, const T* out, const T* lse,
         for (int64_t kb = c; kb < nkb; kb += chunks)  // interleaved: balances causal work
           for (int64_t b = fold_b ? 0 : bt; b < (fold_b ? p.B : bt + 1); ++b)
             backward_block(p, pk, b, hk, kb, dq, grad_k, grad_v, grad_bias, w.s.data(), w.dp.data(),
-                           w.pt.data(), w.dst.data(), w.dk.data(), w.dv.data(), w.kadd.data());
+                           w.dk.data(), w.dv.data(), w.kadd.data());
     }
   }
   // dQ = scale * sum over chunks, in chunk order.
+  if (dq_direct) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t r = 0; r < nq; ++r)
+      for (int64_t d = 0; d < D; ++d) grad_q[r * D + d] *= p.scale;
+    return;
+  }
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t r = 0; r < nq; ++r)
     for (int64_t d = 0; d < D; ++d) {

@@ -31,25 +31,23 @@ void interpolate_forward(const InterpolateParams<T>& p, T* out, const CpuOptions
   validate_triangles("interpolate", p.tri, p.T_, p.V);
   const int nthreads = threads_for(cpu::resolve_threads(opt), p.B * p.H * p.W, 4096);
   const int64_t C = p.C;
+  const int64_t HW = p.H * p.W;
+  // Parallel over pixels, not rows: the renderer interpolates a compact [1, 1, N] list of covered pixels.
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t row = 0; row < p.B * p.H; ++row) {
-    const int64_t b = row / p.H;
-    const T* attr = p.attr + b * p.V * C;
-    for (int64_t x = 0; x < p.W; ++x) {
-      const int64_t i = row * p.W + x;
-      const T* r = p.rast + i * 4;
-      T* o = out + i * C;
-      const int64_t t = pixel_tri(r, p.T_);
-      if (t < 0) {
-        for (int64_t c = 0; c < C; ++c) o[c] = T(0);
-        continue;
-      }
-      const T* a0 = attr + int64_t(p.tri[3 * t]) * C;
-      const T* a1 = attr + int64_t(p.tri[3 * t + 1]) * C;
-      const T* a2 = attr + int64_t(p.tri[3 * t + 2]) * C;
-      const T u = r[0], v = r[1], w = T(1) - r[0] - r[1];
-      for (int64_t c = 0; c < C; ++c) o[c] = u * a0[c] + v * a1[c] + w * a2[c];
+  for (int64_t i = 0; i < p.B * HW; ++i) {
+    const T* attr = p.attr + (i / HW) * p.V * C;
+    const T* r = p.rast + i * 4;
+    T* o = out + i * C;
+    const int64_t t = pixel_tri(r, p.T_);
+    if (t < 0) {
+      for (int64_t c = 0; c < C; ++c) o[c] = T(0);
+      continue;
     }
+    const T* a0 = attr + int64_t(p.tri[3 * t]) * C;
+    const T* a1 = attr + int64_t(p.tri[3 * t + 1]) * C;
+    const T* a2 = attr + int64_t(p.tri[3 * t + 2]) * C;
+    const T u = r[0], v = r[1], w = T(1) - r[0] - r[1];
+    for (int64_t c = 0; c < C; ++c) o[c] = u * a0[c] + v * a1[c] + w * a2[c];
   }
 }
 
@@ -67,9 +65,9 @@ void interpolate_backward(const InterpolateParams<T>& p, const T* grad_out, T* g
     {
       T* ga = acc.data() + size_t(omp_get_thread_num()) * VC;
 #pragma omp for schedule(static)
-      for (int64_t y = 0; y < p.H; ++y)
-        for (int64_t x = 0; x < p.W; ++x) {
-          const int64_t i = (b * p.H + y) * p.W + x;
+      for (int64_t j = 0; j < p.H * p.W; ++j) {  // over pixels, not rows (see the forward)
+        {
+          const int64_t i = b * p.H * p.W + j;
           const T* r = p.rast + i * 4;
           const T* g = grad_out + i * C;
           T* gr = grad_rast + i * 4;
@@ -87,6 +85,7 @@ void interpolate_backward(const InterpolateParams<T>& p, const T* grad_out, T* g
           }
           gr[0] = du, gr[1] = dv;
         }
+      }
     }
     T* out = grad_attr + b * VC;
     for (int64_t i = 0; i < VC; ++i) {

@@ -55,6 +55,50 @@ class RenderResult:
         return path
 
 
+class _Lazy:
+    """A RenderResult field computed on first access from ``obj._make[name]`` and then stored."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        d = obj.__dict__
+        if self.name not in d:
+            d[self.name] = d["_make"].pop(self.name)()
+        return d[self.name]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = value
+
+
+class _LazyRenderResult(RenderResult):
+    """What :class:`Renderer` returns: a RenderResult whose ``depth``, ``normal`` and ``triangle_id`` are
+    built when first read."""
+
+    depth = _Lazy()
+    normal = _Lazy()
+    triangle_id = _Lazy()
+
+    def __init__(self, image, alpha, depth=None, normal=None, triangle_id=None, rast=None, *, _make=None):
+        self.__dict__["_make"] = dict(_make or {})
+        self.image, self.alpha, self.rast = image, alpha, rast
+        for name, v in (("depth", depth), ("normal", normal), ("triangle_id", triangle_id)):
+            if v is not None or name not in self._make:
+                setattr(self, name, v)
+
+    def __getstate__(self):  # pickling materialises the lazy maps (closures do not pickle)
+        for name in ("depth", "normal", "triangle_id"):
+            getattr(self, name)
+        state = dict(self.__dict__)
+        state.pop("_make", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _make={})
+
+
 def _as_batch(name: str, t: torch.Tensor, last: int) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"Renderer: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -179,11 +223,24 @@ class Renderer:
                 albedo = torch.full((1, V, 3), 0.75, dtype=verts.dtype, device=verts.device)
             albedo = _as_batch("colors", albedo, 3).to(verts)
             parts.append(albedo.expand(B, -1, -1))
-        feat = ops.interpolate(torch.cat(parts, -1), rast, tri, backend=be)  # [B, H, W, 7 (+3)]
-        # Shade only covered pixels (a face fills a fraction of the frame): gather, shade, scatter.
-        covered = rast[..., 3] > 0
-        idx = covered.nonzero(as_tuple=True)
-        f = feat[idx]  # [N, 7 (+3)]
+        attr = torch.cat(parts, -1)  # [B, V, 7 (+3)]
+        C = attr.shape[-1]
+        # Shade only covered pixels (a face fills a fraction of the frame): gather the covered rast rows once
+        # and interpolate, shade and differentiate in [N, C], never through full-image feature maps.
+        flat = (rast[..., 3] > 0).reshape(-1).nonzero().squeeze(1)  # [N] into B*H*W
+        rc = rast.reshape(-1, 4).index_select(0, flat)  # [N, 4], differentiable in u, v, z/w
+        T = tri.shape[0]
+        if B == 1:
+            f = ops.interpolate(attr, rc.view(1, 1, -1, 4), tri, backend=be).view(-1, C)
+        elif rc.dtype == torch.float64 or B * T < 2**24:
+            # One call for the whole batch: image b's ids move to rows b*T.. of a batch-stacked triangle list
+            # (exact: the ids stay integers representable in the float type).
+            ids = rc[:, 3:].detach() + (flat // (H * W) * T).to(rc.dtype).unsqueeze(1)
+            rcb = torch.cat([rc[:, :3], ids], 1).view(1, 1, -1, 4)
+            f = ops.interpolate(attr.reshape(1, B * V, C), rcb, self._stacked(tri, B, V), backend=be)
+            f = f.view(-1, C)
+        else:
+            f = ops.interpolate(attr, rast, tri, backend=be).view(-1, C).index_select(0, flat)
         n, P = f[:, 0:3], f[:, 3:6]
         if self.texture is None:
             alb = f[:, 7:10]
@@ -194,30 +251,54 @@ class Renderer:
             tex = tex[..., :3].permute(0, 3, 1, 2).expand(B, -1, -1, -1)
             grid = torch.stack([uv[..., 0] * 2 - 1, 1 - uv[..., 1] * 2], -1)
             alb = F.grid_sample(tex, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            alb = alb.permute(0, 2, 3, 1)[idx]
+            alb = alb.permute(0, 2, 3, 1).reshape(-1, 3).index_select(0, flat)
         view = (
             (self.camera.eye.to(verts) - P)
             if self.camera.kind == "perspective"
             else (-self.camera.forward).to(verts).expand_as(P)
         )
         rgb = self.lights.shade(alb, n, view)
-        hit = covered.unsqueeze(-1).to(verts.dtype)
         bg = self.background.to(verts)
-        rgba = torch.cat([bg, bg.new_zeros(1)]).expand(B, H, W, 4)
-        rgba = torch.index_put(rgba, idx, torch.cat([rgb, rgb.new_ones(rgb.shape[0], 1)], -1))
+        # In place into a fresh (non-view: no CopySlices in backward) background image, no clone.
+        rgba = torch.cat([bg, bg.new_zeros(1)]).expand(B * H * W, 4).contiguous()
+        rgba = rgba.index_put_((flat,), torch.cat([rgb, rgb.new_ones(rgb.shape[0], 1)], -1)).view(B, H, W, 4)
         if self.antialias:
             rgba = ops.antialias(rgba, rast, clip, tri, backend=be)
-        normal = torch.index_put(feat.new_zeros(B, H, W, 3), idx, F.normalize(n, dim=-1))
-        depth = feat[..., 6:7] * hit
-        tid = rast[..., 3].round().to(torch.int64) - 1
         if s > 1:
+            rgba = F.avg_pool2d(rgba.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
 
-            def pool(x):
-                return F.avg_pool2d(x.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
+        # depth, normal and triangle_id are built on first access (a loss on the image never pays for them),
+        # under the grad mode of this call.
+        grad_mode = torch.is_grad_enabled()
 
-            rgba, normal, depth = pool(rgba), pool(normal), pool(depth)
-            normal = F.normalize(normal, dim=-1)
-            tid = tid[:, s // 2 :: s, s // 2 :: s]
-        return RenderResult(
-            image=rgba[..., :3], alpha=rgba[..., 3:], depth=depth, normal=normal, triangle_id=tid, rast=rast
+        def depth():
+            with torch.set_grad_enabled(grad_mode):
+                d = torch.index_put(f.new_zeros(B * H * W, 1), (flat,), f[:, 6:7]).view(B, H, W, 1)
+                return F.avg_pool2d(d.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1) if s > 1 else d
+
+        def normal():
+            with torch.set_grad_enabled(grad_mode):
+                nm = torch.index_put(f.new_zeros(B * H * W, 3), (flat,), F.normalize(n, dim=-1))
+                nm = nm.view(B, H, W, 3)
+                if s > 1:
+                    nm = F.avg_pool2d(nm.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
+                    nm = F.normalize(nm, dim=-1)
+                return nm
+
+        def triangle_id():
+            tid = rast[..., 3].detach().round().to(torch.int64) - 1
+            return tid[:, s // 2 :: s, s // 2 :: s] if s > 1 else tid
+
+        # Contiguous maps: a loss reduces them several times faster than strided views of rgba.
+        return _LazyRenderResult(
+            image=rgba[..., :3].contiguous(),
+            alpha=rgba[..., 3:].contiguous(),
+            rast=rast,
+            _make={"depth": depth, "normal": normal, "triangle_id": triangle_id},
         )
+
+    @staticmethod
+    def _stacked(tri: torch.Tensor, B: int, V: int) -> torch.Tensor:
+        """``[B*T, 3]``: tri repeated B times, copy b indexing vertices b*V.. of batch-stacked vertices."""
+        off = torch.arange(B, dtype=torch.int32, device=tri.device).mul_(V).view(B, 1, 1)
+        return (tri.unsqueeze(0) + off).reshape(-1, 3)
