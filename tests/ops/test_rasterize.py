@@ -4,8 +4,6 @@ independent rasterizer (moderngl on Mesa's software OpenGL through EGL) when tha
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -13,6 +11,7 @@ import facecore.ops as ops
 import facecore.reference as ref
 from facecore.reference.rasterize import barycentrics, pixel_ndc
 
+from ..meshes import uv_sphere
 from .conftest import backend_params, device_for
 
 BACKENDS = backend_params(triton=False)
@@ -169,25 +168,6 @@ def test_fill_rule_tessellated_quad(jitter, gen):
         inside_x = (px >= lo) & (px < hi)  # left edge included, right excluded
         inside_y = (py > lo) & (py <= hi)  # top edge included, bottom excluded
         assert torch.equal(full, inside_y.view(H, 1) & inside_x.view(1, W))
-
-
-def uv_sphere(n=10, dtype=torch.float64):
-    theta = torch.linspace(0, math.pi, n + 1, dtype=dtype)[1:-1]
-    phi = torch.linspace(0, 2 * math.pi, 2 * n + 1, dtype=dtype)[:-1]
-    t, p = torch.meshgrid(theta, phi, indexing="ij")
-    ring = torch.stack([t.sin() * p.cos(), t.cos(), t.sin() * p.sin()], -1).reshape(-1, 3)
-    verts = torch.cat([torch.tensor([[0, 1, 0]], dtype=dtype), ring, torch.tensor([[0, -1, 0]], dtype=dtype)])
-    m, faces = 2 * n, []
-    for j in range(m):
-        faces.append([0, 1 + (j + 1) % m, 1 + j])
-    for i in range(n - 2):
-        for j in range(m):
-            a, b = 1 + i * m + j, 1 + i * m + (j + 1) % m
-            faces += [[a, b, a + m], [b, b + m, a + m]]
-    last = len(verts) - 1
-    for j in range(m):
-        faces.append([last, 1 + (n - 2) * m + j, 1 + (n - 2) * m + (j + 1) % m])
-    return verts, torch.tensor(faces, dtype=torch.int32)
 
 
 def perspective(verts, dist=3.0, f=1.8, near=0.5, far=10.0):

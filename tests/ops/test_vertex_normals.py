@@ -8,27 +8,8 @@ import torch
 import facecore.ops as ops
 import facecore.reference as ref
 
+from ..meshes import uv_sphere
 from .conftest import backend_params, device_for
-
-
-def sphere(n: int = 8, dtype=torch.float64):
-    """A closed UV sphere with outward counter-clockwise faces."""
-    theta = torch.linspace(0, torch.pi, n + 1, dtype=dtype)[1:-1]
-    phi = torch.linspace(0, 2 * torch.pi, 2 * n + 1, dtype=dtype)[:-1]
-    t, p = torch.meshgrid(theta, phi, indexing="ij")
-    ring = torch.stack([t.sin() * p.cos(), t.cos(), t.sin() * p.sin()], -1).reshape(-1, 3)
-    verts = torch.cat([torch.tensor([[0, 1, 0]], dtype=dtype), ring, torch.tensor([[0, -1, 0]], dtype=dtype)])
-    m, faces = 2 * n, []
-    for j in range(m):
-        faces.append([0, 1 + (j + 1) % m, 1 + j])
-    for i in range(n - 2):
-        for j in range(m):
-            a, b = 1 + i * m + j, 1 + i * m + (j + 1) % m
-            faces += [[a, b, a + m], [b, b + m, a + m]]
-    last = len(verts) - 1
-    for j in range(m):
-        faces.append([last, 1 + (n - 2) * m + j, 1 + (n - 2) * m + (j + 1) % m])
-    return verts, torch.tensor(faces, dtype=torch.int32)
 
 
 @pytest.mark.parametrize("backend", backend_params(triton=False))
@@ -51,14 +32,14 @@ def test_vertex_normals_forward_backward(backend, B, V, F, gen):
 
 
 def test_vertex_normals_gradcheck_cpu_float64(gen):
-    verts, faces = sphere(4)
+    verts, faces = uv_sphere(4)
     verts = (verts + 0.05 * torch.randn(verts.shape, generator=gen, dtype=verts.dtype)).unsqueeze(0)
     assert torch.autograd.gradcheck(lambda v: ops.vertex_normals(v, faces, backend="cpu"),
                                     (verts.requires_grad_(),))
 
 
 def test_sphere_normals_point_outward():
-    verts, faces = sphere(12)
+    verts, faces = uv_sphere(12)
     n = ops.vertex_normals(verts, faces)
     # Area weighting on a 12-ring sphere deviates from the analytic normal by a few degrees at the
     # poles' fan triangles; within 8 degrees everywhere, and exactly unit length.
@@ -78,7 +59,7 @@ def test_degenerate_triangles_are_safe():
 
 
 def test_unbatched_input_and_int64_faces():
-    verts, faces = sphere(5)
+    verts, faces = uv_sphere(5)
     torch.testing.assert_close(ops.vertex_normals(verts, faces.long()),
                                ops.vertex_normals(verts[None], faces)[0])
 

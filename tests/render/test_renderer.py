@@ -12,33 +12,15 @@ import torch
 import facecore.ops as ops
 from facecore.render import Camera, Lights, Renderer, look_at
 
+from ..meshes import uv_sphere
+
 
 def sphere(n=12, dtype=torch.float32):
-    theta = torch.linspace(0, math.pi, n + 1, dtype=torch.float64)[1:-1]
-    phi = torch.linspace(0, 2 * math.pi, 2 * n + 1, dtype=torch.float64)[:-1]
-    t, p = torch.meshgrid(theta, phi, indexing="ij")
-    ring = torch.stack([t.sin() * p.cos(), t.cos(), t.sin() * p.sin()], -1).reshape(-1, 3)
-    verts = torch.cat(
-        [
-            torch.tensor([[0.0, 1, 0]], dtype=torch.float64),
-            ring,
-            torch.tensor([[0.0, -1, 0]], dtype=torch.float64),
-        ]
-    )
-    m, faces = 2 * n, []
-    for j in range(m):
-        faces.append([0, 1 + (j + 1) % m, 1 + j])
-    for i in range(n - 2):
-        for j in range(m):
-            a, b = 1 + i * m + j, 1 + i * m + (j + 1) % m
-            faces += [[a, b, a + m], [b, b + m, a + m]]
-    last = len(verts) - 1
-    for j in range(m):
-        faces.append([last, 1 + (n - 2) * m + j, 1 + (n - 2) * m + (j + 1) % m])
+    verts, faces = uv_sphere(n)
     uv = torch.stack(
         [torch.atan2(verts[:, 2], verts[:, 0]) / (2 * math.pi) + 0.5, verts[:, 1] * 0.5 + 0.5], -1
     )
-    return verts.to(dtype), torch.tensor(faces, dtype=torch.int32), uv.to(dtype)
+    return verts.to(dtype), faces, uv.to(dtype)
 
 
 @pytest.fixture(scope="module")
