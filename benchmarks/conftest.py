@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FACECORE_SHARED_DATA", REPO.parent / "shared" / "data"))
 ICT_DIR = SHARED_DATA / "ict-facekit" / "FaceXModel"
 HAS_CUDA = torch.cuda.is_available()
+# Threads for facecore's CPU kernels (they use torch's setting); rows that say "-1t" set 1 themselves.
+BENCH_THREADS = int(os.environ.get("FACECORE_BENCH_THREADS", min(2, os.cpu_count() or 1)))
 
 
 @functools.cache
@@ -33,4 +35,4 @@ def load_rig(name: str):
 
 def pytest_configure(config):
     # Kernels use torch's thread setting; benchmarks pin it so tables are comparable between runs.
-    torch.set_num_threads(int(os.environ.get("FACECORE_BENCH_THREADS", min(2, os.cpu_count() or 1))))
+    torch.set_num_threads(BENCH_THREADS)

@@ -120,3 +120,5 @@ def test_attention_gpu(benchmark, L, D, bias, backward, impl):
     torch.cuda.reset_peak_memory_stats()
     _run(benchmark, fn, L, D, bias, backward, torch.bfloat16, "cuda", 10)
     benchmark.extra_info["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    # FACECORE_TRITON_AUTOTUNE=0 (tools/gpu_check.sh's default) times one pinned tile configuration
+    benchmark.extra_info["autotuned"] = os.environ.get("FACECORE_TRITON_AUTOTUNE", "1") != "0"

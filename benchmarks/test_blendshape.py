@@ -2,11 +2,13 @@
 
 Peers: ``torch.addmm`` on the flattened dense deltas (the fastest plain-torch formulation: one GEMM)
 and ``neutral + einsum`` (how most research code writes it). Issue-4 targets (CPU, 2 threads, ICT rig):
->= 3x torch dense at B <= 16, >= 1.5x at B = 1024, exact sparsity. On a GPU, the cuda/triton rows
-carry ``extra_info["traffic_floor_ms"]``: bytes that must move over measured copy bandwidth.
+>= 3x torch dense at B <= 16, >= 1.5x at B = 1024, exact sparsity. On a GPU, the blendshape and deform
+rows carry ``extra_info["traffic_floor_ms"]``: bytes that must move over the measured copy bandwidth.
 """
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
@@ -71,6 +73,49 @@ def test_blendshape_cpu(benchmark, rig_name, B, impl, mode):
     benchmark(step)
 
 
+@functools.cache
+def copy_bandwidth() -> float:
+    """Device-to-device copy rate in bytes/s (read + write), measured once per session on buffers of
+    1 GiB (far beyond the L2) after a warm-up: the ceiling for the memory-traffic floors below."""
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        dst.copy_(src)
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * src.numel() * 10 / (start.elapsed_time(end) / 1e3)
+
+
+def _traffic_floor(benchmark, bytes_moved: int) -> None:
+    bw = copy_bandwidth()
+    benchmark.extra_info.update(
+        traffic_floor_ms=round(bytes_moved / bw * 1e3, 4),
+        copy_GBps=round(bw / 1e9, 1),
+        bytes_moved=bytes_moved,
+        device=torch.cuda.get_device_name(),
+    )
+
+
+def _gpu_step(f, x, grad):
+    """forward (no grad) when grad is None, else forward + backward; synchronised, for wall timing."""
+    if grad is None:
+        def step():
+            with torch.no_grad():
+                f(x)
+            _sync("cuda")
+    else:
+        x = x.clone().requires_grad_(True)
+
+        def step():
+            x.grad = None
+            f(x).backward(grad)
+            _sync("cuda")
+    return step
+
+
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("mode", ["forward", "forward_backward"])
 @pytest.mark.parametrize("impl", ["cuda_sparse", "cuda_dense", "triton_sparse", "torch_addmm"])
@@ -85,31 +130,30 @@ def test_blendshape_gpu(benchmark, rig_name, B, impl, mode):
     benchmark.group = f"blendshape gpu {rig_name} B={B} {mode}"
     # Memory-traffic floor of the forward: read the stored deltas + neutral + weights, write [B, V, 3].
     V = neutral.shape[0]
-    bytes_moved = 4 * (sparse.values.numel() + V * 3 + weights.numel() + B * V * 3)
-    src = torch.empty(64 << 20, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        dst.copy_(src)
-    end.record()
-    torch.cuda.synchronize()
-    copy_bw = 2 * src.numel() * 10 / (start.elapsed_time(end) / 1e3)  # read + write bytes/s
-    benchmark.extra_info.update(traffic_floor_ms=bytes_moved / copy_bw * 1e3, copy_GBps=copy_bw / 1e9)
-    if mode == "forward":
-        def step():
-            with torch.no_grad():
-                f(weights)
-            _sync("cuda")
-    else:
-        w = weights.clone().requires_grad_(True)
-        grad = torch.randn(B, V, 3, device="cuda")
+    _traffic_floor(benchmark, 4 * (sparse.values.numel() + V * 3 + weights.numel() + B * V * 3))
+    grad = None if mode == "forward" else torch.randn(B, V, 3, device="cuda")
+    benchmark(_gpu_step(f, weights, grad))
 
-        def step():
-            w.grad = None
-            f(w).backward(grad)
-            _sync("cuda")
-    benchmark(step)
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["forward", "forward_backward"])
+@pytest.mark.parametrize("impl", ["cuda", "triton", "reference"])
+@pytest.mark.parametrize("B", (16, 1024))
+@pytest.mark.parametrize("rig_name", ["ict", "default"])
+def test_deform_gpu(benchmark, rig_name, B, impl, mode):
+    """Full 61-parameter deformation on the GPU (block-sparse deltas, eye and head rotations) against
+    the same memory-traffic floor as the blendshapes (the rotations add no traffic beyond [B, V, 3])."""
+    rig = load_rig(rig_name).to("cuda")
+    g = torch.Generator().manual_seed(B)
+    params = torch.rand(B, 61, generator=g)
+    params[:, 52:] = torch.rand(B, 9, generator=g) * 0.4 - 0.2
+    params = params.cuda()
+    V = rig.neutral.shape[0]
+    sparse = rig.sparse_deltas()
+    benchmark.group = f"deform gpu {rig_name} B={B} {mode}"
+    _traffic_floor(benchmark, 4 * (sparse.values.numel() + V * 3 + params.numel() + B * V * 3))
+    grad = None if mode == "forward" else torch.randn(B, V, 3, device="cuda")
+    benchmark(_gpu_step(lambda p: ops.deform(p, rig, backend=impl), params, grad))
 
 
 @pytest.mark.parametrize("impl", ["facecore", "reference"])

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    # Triton kernels run through the CPU interpreter without a GPU; must be set before triton is imported.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FACECORE_SHARED_DATA", REPO.parent / "shared" / "data"))
 ICT_DIR = SHARED_DATA / "ict-facekit" / "FaceXModel"

@@ -87,3 +87,13 @@ def test_cpp_consumer_links_installed_package(tmp_path: Path):
     subprocess.run(["cmake", "--build", build], check=True, capture_output=True)
     out = subprocess.run([build / "consumer"], check=True, capture_output=True, text=True).stdout.split()
     assert [float(x) for x in out] == [0.5, 0, 0, 1, 1, 1, 2, 2, 4]
+
+
+def test_cli_info_says_when_cuda_is_missing():
+    res = subprocess.run([sys.executable, "-m", "facecore.cli", "info"], capture_output=True, text=True,
+                         check=True)
+    assert "cuda" in res.stdout
+    if facecore.build_info()["cuda"]:
+        assert "NO CUDA kernels" not in res.stderr
+    else:
+        assert "NO CUDA kernels" in res.stderr

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "checks.h"
+#include "device_dispatch.h"
 #include "registry.h"
 
 namespace facecore::bindings {
@@ -29,37 +30,13 @@ AntialiasParams<T> make_params(const char* fn, const Array& color, const Array& 
   return p;
 }
 
-void check_like(const char* fn, const char* name, const Array& a, const Array& like, const char* spec) {
-  if (a.ndim() != like.ndim()) fail(fn, std::string(name) + " must have shape " + spec + " = " + shape_str(like) + ", got " + shape_str(a));
-  for (size_t i = 0; i < a.ndim(); ++i)
-    if (a.shape(i) != like.shape(i))
-      fail(fn, std::string(name) + " must have shape " + spec + " = " + shape_str(like) + ", got " + shape_str(a));
-  check_dtype(fn, name, a, dtype_of(like));
-  check_contiguous(fn, name, a);
-  check_same_device(fn, "color", like, {{name, &a}});
-}
-
-template <class F>
-void dispatch(const char* fn, const Array& color, F&& f) {
-  if (is_cuda(color)) {
-#ifdef FACECORE_WITH_CUDA
-    check_dtype(fn, "color", color, DType::f32);
-    f(float{}, true);
-#else
-    no_cuda(fn);
-#endif
-  } else {
-    dispatch_float(fn, "color", dtype_of(color), [&](auto tag) { f(tag, false); });
-  }
-}
-
 void forward(const Array& color, const Array& rast, const Array& pos, const Array& tri, const Array& out,
              int threads, std::uintptr_t stream) {
   const char* fn = "antialias_forward";
-  dispatch(fn, color, [&](auto tag, bool cuda) {
+  dispatch_device(fn, "color", color, [&](auto tag, bool cuda) {
     using T = decltype(tag);
     auto p = make_params<T>(fn, color, rast, pos, tri);
-    check_like(fn, "out", out, color, "[B, H, W, C]");
+    check_like(fn, "out", out, "color", color, "[B, H, W, C]");
 #ifdef FACECORE_WITH_CUDA
     if constexpr (std::is_same_v<T, float>)
       if (cuda) return antialias_forward_cuda(p, data<T>(out), (Stream)stream);
@@ -71,12 +48,12 @@ void forward(const Array& color, const Array& rast, const Array& pos, const Arra
 void backward(const Array& color, const Array& rast, const Array& pos, const Array& tri, const Array& grad_out,
               const Array& grad_color, const Array& grad_pos, int threads, std::uintptr_t stream) {
   const char* fn = "antialias_backward";
-  dispatch(fn, color, [&](auto tag, bool cuda) {
+  dispatch_device(fn, "color", color, [&](auto tag, bool cuda) {
     using T = decltype(tag);
     auto p = make_params<T>(fn, color, rast, pos, tri);
-    check_like(fn, "grad_out", grad_out, color, "[B, H, W, C]");
-    check_like(fn, "grad_color", grad_color, color, "[B, H, W, C]");
-    check_like(fn, "grad_pos", grad_pos, pos, "[B, V, 4]");
+    check_like(fn, "grad_out", grad_out, "color", color, "[B, H, W, C]");
+    check_like(fn, "grad_color", grad_color, "color", color, "[B, H, W, C]");
+    check_like(fn, "grad_pos", grad_pos, "pos", pos, "[B, V, 4]");
 #ifdef FACECORE_WITH_CUDA
     if constexpr (std::is_same_v<T, float>)
       if (cuda)

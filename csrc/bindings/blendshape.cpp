@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "checks.h"
+#include "device_dispatch.h"
 #include "registry.h"
 
 namespace facecore::bindings {
@@ -86,6 +87,7 @@ void dispatch(const char* fn, const Array& ref, F&& f) {
   if (is_cuda(ref)) {
 #ifdef FACECORE_WITH_CUDA
     check_dtype(fn, "weights", ref, DType::f32);
+    const auto guard = device_guard(ref);  // launch on the tensors' device
     f(float{}, true);
 #else
     no_cuda(fn);

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "checks.h"
+#include "device_dispatch.h"
 #include "registry.h"
 
 namespace facecore::bindings {
@@ -33,24 +34,10 @@ void check_out(const char* fn, const char* name, const Array& a, const Array& at
   check_same_device(fn, "attr", attr, {{name, &a}});
 }
 
-template <class F>
-void dispatch(const char* fn, const Array& attr, F&& f) {
-  if (is_cuda(attr)) {
-#ifdef FACECORE_WITH_CUDA
-    check_dtype(fn, "attr", attr, DType::f32);
-    f(float{}, true);
-#else
-    no_cuda(fn);
-#endif
-  } else {
-    dispatch_float(fn, "attr", dtype_of(attr), [&](auto tag) { f(tag, false); });
-  }
-}
-
 void forward(const Array& attr, const Array& rast, const Array& tri, const Array& out, int threads,
              std::uintptr_t stream) {
   const char* fn = "interpolate_forward";
-  dispatch(fn, attr, [&](auto tag, bool cuda) {
+  dispatch_device(fn, "attr", attr, [&](auto tag, bool cuda) {
     using T = decltype(tag);
     auto p = make_params<T>(fn, attr, rast, tri);
     check_out(fn, "out", out, attr, {p.B, p.H, p.W, p.C}, "[B, H, W, C]");
@@ -65,7 +52,7 @@ void forward(const Array& attr, const Array& rast, const Array& tri, const Array
 void backward(const Array& attr, const Array& rast, const Array& tri, const Array& grad_out, const Array& grad_attr,
               const Array& grad_rast, int threads, std::uintptr_t stream) {
   const char* fn = "interpolate_backward";
-  dispatch(fn, attr, [&](auto tag, bool cuda) {
+  dispatch_device(fn, "attr", attr, [&](auto tag, bool cuda) {
     using T = decltype(tag);
     auto p = make_params<T>(fn, attr, rast, tri);
     check_out(fn, "grad_out", grad_out, attr, {p.B, p.H, p.W, p.C}, "[B, H, W, C]");

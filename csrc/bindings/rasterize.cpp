@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "checks.h"
+#include "device_dispatch.h"
 #include "registry.h"
 
 namespace facecore::bindings {
@@ -25,36 +26,13 @@ RasterizeParams<T> make_params(const char* fn, const Array& pos, const Array& tr
   return p;
 }
 
-void check_like(const char* fn, const char* name, const Array& a, const Array& like) {
-  if (a.ndim() != like.ndim()) fail(fn, std::string(name) + " must have shape " + shape_str(like) + ", got " + shape_str(a));
-  for (size_t i = 0; i < a.ndim(); ++i)
-    if (a.shape(i) != like.shape(i)) fail(fn, std::string(name) + " must have shape " + shape_str(like) + ", got " + shape_str(a));
-  check_dtype(fn, name, a, dtype_of(like));
-  check_contiguous(fn, name, a);
-  check_same_device(fn, "pos", like, {{name, &a}});
-}
-
-template <class F>
-void dispatch(const char* fn, const Array& pos, F&& f) {
-  if (is_cuda(pos)) {
-#ifdef FACECORE_WITH_CUDA
-    check_dtype(fn, "pos", pos, DType::f32);
-    f(float{}, true);
-#else
-    no_cuda(fn);
-#endif
-  } else {
-    dispatch_float(fn, "pos", dtype_of(pos), [&](auto tag) { f(tag, false); });
-  }
-}
-
 void forward(const Array& pos, const Array& tri, const Array& rast, const Array& db, bool want_db, bool cull,
              int threads, std::uintptr_t stream) {
   const char* fn = "rasterize_forward";
-  dispatch(fn, pos, [&](auto tag, bool cuda) {
+  dispatch_device(fn, "pos", pos, [&](auto tag, bool cuda) {
     using T = decltype(tag);
     auto p = make_params<T>(fn, pos, tri, rast, cull);
-    if (want_db) check_like(fn, "db", db, rast);
+    if (want_db) check_like(fn, "db", db, "rast", rast, "[B, H, W, 4]");
     T* dbp = want_db ? data<T>(db) : nullptr;
 #ifdef FACECORE_WITH_CUDA
     if constexpr (std::is_same_v<T, float>)
@@ -67,11 +45,11 @@ void forward(const Array& pos, const Array& tri, const Array& rast, const Array&
 void backward(const Array& pos, const Array& tri, const Array& rast, const Array& grad_rast, const Array& grad_pos,
               int threads, std::uintptr_t stream) {
   const char* fn = "rasterize_backward";
-  dispatch(fn, pos, [&](auto tag, bool cuda) {
+  dispatch_device(fn, "pos", pos, [&](auto tag, bool cuda) {
     using T = decltype(tag);
     auto p = make_params<T>(fn, pos, tri, rast, false);
-    check_like(fn, "grad_rast", grad_rast, rast);
-    check_like(fn, "grad_pos", grad_pos, pos);
+    check_like(fn, "grad_rast", grad_rast, "rast", rast, "[B, H, W, 4]");
+    check_like(fn, "grad_pos", grad_pos, "pos", pos, "[B, V, 4]");
 #ifdef FACECORE_WITH_CUDA
     if constexpr (std::is_same_v<T, float>)
       if (cuda) return rasterize_backward_cuda(p, data<T>(rast), data<T>(grad_rast), data<T>(grad_pos), (Stream)stream);

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "checks.h"
+#include "device_dispatch.h"
 #include "registry.h"
 
 namespace facecore::bindings {
@@ -35,6 +36,7 @@ void dispatch(const char* fn, const Array& verts, F&& f) {
   if (is_cuda(verts)) {
 #ifdef FACECORE_WITH_CUDA
     check_dtype(fn, "verts", verts, DType::f32);
+    const auto guard = device_guard(verts);  // launch on the tensors' device
     f(float{}, true);
 #else
     no_cuda(fn);

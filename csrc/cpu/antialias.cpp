@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "facecore/rasterize.h"
 #include "parallel.h"
+#include "scratch.h"
 
 namespace facecore {
 
@@ -53,22 +56,30 @@ std::vector<int32_t> edge_neighbours(const int32_t* tri, int64_t T, int64_t V) {
   return nbr;
 }
 
-// The neighbour table of the last triangle buffer seen by this thread: a renderer draws the same mesh
-// every frame. Keyed on a hash of the whole buffer (cheap next to the pixel work), never on the pointer.
-const std::vector<int32_t>& cached_neighbours(const int32_t* tri, int64_t T, int64_t V) {
+// The neighbour table of the last mesh seen by this thread (a renderer draws the same mesh every frame), keyed
+// on a stored copy of the whole triangle buffer compared in full, never on a hash or the pointer: another
+// mesh can never be served this one's topology. A table too big to keep (scratch.h) is returned in `local`.
+const std::vector<int32_t>& cached_neighbours(const int32_t* tri, int64_t T, int64_t V,
+                                              std::vector<int32_t>& local) {
   struct Cache {
-    uint64_t key = 0;
-    int64_t T = -1, V = -1;
-    std::vector<int32_t> nbr;
+    int64_t V = -1;
+    std::vector<int32_t> tri, nbr;  // the key and the value
   };
   static thread_local Cache cache;
-  uint64_t h = 1469598103934665603ull;
-  for (int64_t i = 0; i < 3 * T; ++i) h = (h ^ uint32_t(tri[i])) * 1099511628211ull;
-  if (cache.T != T || cache.V != V || cache.key != h) {
-    cache.nbr = edge_neighbours(tri, T, V);
-    cache.key = h, cache.T = T, cache.V = V;
+  Cache& c = cache;
+  const size_t n = size_t(3 * T);
+  if (c.V == V && c.tri.size() == n && std::equal(tri, tri + n, c.tri.begin())) return c.nbr;
+  std::vector<int32_t> nbr = edge_neighbours(tri, T, V);
+  if (cpu::capacity_bytes(nbr) * 2 > cpu::kKeepScratchBytes) {
+    c = Cache{};
+    local = std::move(nbr);
+    return local;
   }
-  return cache.nbr;
+  c.V = -1;  // invalid until complete (assign may throw)
+  c.tri.assign(tri, tri + n);
+  c.nbr = std::move(nbr);
+  c.V = V;
+  return c.nbr;
 }
 
 // sign of det[(x, y, w)_0; (x, y, w)_1; (x, y, w)_2]: the screen-space facing of a clip-space triangle.
@@ -93,7 +104,8 @@ constexpr uint8_t kNear = 8;  // sil bit 3: a silhouette edge is within kMaxWalk
 // pair walk then reads 9 contiguous doubles per triangle instead of gathering three vertices.
 template <class T>
 void silhouettes(const T* pos, const int32_t* tri, int64_t NT, const std::vector<int32_t>& nbr,
-                 std::vector<int8_t>& orient, std::vector<uint8_t>& sil, double* coef, int nthreads) {
+                 std::vector<int8_t>& orient, std::vector<uint8_t>& sil, std::vector<uint8_t>& g, double* coef,
+                 int nthreads) {
   const int nth = threads_for(nthreads, NT, 8192);
 #pragma omp parallel for schedule(static) num_threads(nth)
   for (int64_t t = 0; t < NT; ++t) {
@@ -122,8 +134,6 @@ void silhouettes(const T* pos, const int32_t* tri, int64_t NT, const std::vector
     near_count += bits != 0;
   }
   if (near_count == NT) return;  // every triangle is on a silhouette: nothing to grow
-  static thread_local std::vector<uint8_t> grow;
-  std::vector<uint8_t>& g = grow;
   g.resize(NT);
   for (int step = 1; step < kMaxWalk; ++step) {
     int64_t grown = 0;
@@ -150,8 +160,7 @@ struct Pair {
 
 template <class T>
 inline int64_t tri_id(const T* r, int64_t NT) {  // 1-based id, 0 = background or invalid (also NaN)
-  const double d = double(r[3]);
-  return (d >= 0.5 && d < double(NT) + 0.5) ? int64_t(d + 0.5) : 0;
+  return raster::pixel_triangle(r, NT) + 1;
 }
 
 // The pair's segment runs from F's pixel centre (s = 0) to the other one (s = 1). In triangle X with edge
@@ -199,21 +208,13 @@ Pair eval_pair(const T* rA, const T* rB, double pxA, double pyA, double pxB, dou
   return q;
 }
 
-// Pixel geometry of one image.
-struct Grid {
-  int64_t H, W;
-  double inv_w2, inv_h2;
-  double px(int64_t x) const { return (x + 0.5) * inv_w2 - 1.0; }
-  double py(int64_t y) const { return 1.0 - (y + 0.5) * inv_h2; }
-};
-
 // Every pair of one image evaluated once: horizontal pairs (x, x+1) at [y * W + x] (x < W - 1), vertical
 // pairs (y, y+1) at [H * W + y * W + x] (y < H - 1). Only active pairs are stored; act[] (one byte per pair)
 // flags them: almost every pair is inactive, and writing and reading a full Pair for each would dominate
 // the memory traffic. Rows without a triangle-id change are skipped by comparing raw id floats first.
 template <class T>
 void eval_pairs(const AntialiasParams<T>& p, const T* rast, const double* coef, const uint8_t* sil,
-                const int32_t* nbr, const Grid& g, int nthreads, std::vector<Pair>& pairs,
+                const int32_t* nbr, const raster::PixelGrid& g, int nthreads, std::vector<Pair>& pairs,
                 std::vector<uint8_t>& act) {
   const int64_t H = p.H, W = p.W, NT = p.T_;
   if (pairs.size() < size_t(2 * H * W)) pairs.resize(size_t(2 * H * W));
@@ -277,32 +278,44 @@ inline bool touched(const uint8_t* act, int64_t H, int64_t W, int64_t x, int64_t
 
 struct Scratch {
   std::vector<int8_t> orient;
-  std::vector<uint8_t> sil;
+  std::vector<uint8_t> sil, grow;
   std::vector<Pair> pairs;
   std::vector<uint8_t> act;
   std::vector<double> coef;
   std::vector<double> acc;
+  size_t bytes() const { return cpu::capacity_bytes(orient, sil, grow, pairs, act, coef, acc); }
 };
+
+// Edge ids (3 t + k) are int32.
+void check_antialias_mesh(const char* fn, int64_t T) {
+  if (3 * T > int64_t(INT32_MAX))
+    throw Error(std::string(fn) + ": tri has " + std::to_string(T) + " triangles, more than the " +
+                std::to_string(INT32_MAX / 3) + " antialias supports");
+}
 
 }  // namespace
 
 template <class T>
 void antialias_forward(const AntialiasParams<T>& p, T* out, const CpuOptions& opt) {
+  check_triangle_count<T>("antialias", p.T_);
+  check_antialias_mesh("antialias", p.T_);
   validate_triangles("antialias", p.tri, p.T_, p.V);
   const int nthreads = cpu::resolve_threads(opt);
   const int64_t H = p.H, W = p.W, C = p.C, NT = p.T_;
   const int pix_threads = threads_for(nthreads, H * W, 4096);
-  const Grid g{H, W, 2.0 / double(W), 2.0 / double(H)};
-  const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V);
+  const raster::PixelGrid g(H, W);
+  std::vector<int32_t> nbr_local;
+  const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V, nbr_local);
   static thread_local Scratch scratch;
   Scratch& sc = scratch;  // a plain reference: OpenMP workers share the caller's buffers
+  const cpu::ScratchTrim<Scratch> trim(sc);
   sc.orient.resize(NT), sc.sil.resize(NT), sc.coef.resize(size_t(9 * NT));
   for (int64_t b = 0; b < p.B; ++b) {
     const T* pos = p.pos + b * p.V * 4;
     const T* rast = p.rast + b * H * W * 4;
     const T* col = p.color + b * H * W * C;
     T* o = out + b * H * W * C;
-    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.coef.data(), nthreads);
+    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.grow, sc.coef.data(), nthreads);
     eval_pairs(p, rast, sc.coef.data(), sc.sil.data(), nbr.data(), g, pix_threads, sc.pairs, sc.act);
     const uint8_t* act = sc.act.data();
 #pragma omp parallel for schedule(static) num_threads(pix_threads)
@@ -331,13 +344,17 @@ void antialias_forward(const AntialiasParams<T>& p, T* out, const CpuOptions& op
 template <class T>
 void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_color, T* grad_pos,
                         const CpuOptions& opt) {
+  check_triangle_count<T>("antialias_backward", p.T_);
+  check_antialias_mesh("antialias_backward", p.T_);
   validate_triangles("antialias_backward", p.tri, p.T_, p.V);
   const int64_t H = p.H, W = p.W, C = p.C, NT = p.T_, V = p.V;
   const int nthreads = threads_for(cpu::resolve_threads(opt), H * W, 4096);
-  const Grid g{H, W, 2.0 / double(W), 2.0 / double(H)};
-  const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V);
+  const raster::PixelGrid g(H, W);
+  std::vector<int32_t> nbr_local;
+  const std::vector<int32_t>& nbr = cached_neighbours(p.tri, NT, p.V, nbr_local);
   static thread_local Scratch scratch;
   Scratch& sc = scratch;
+  const cpu::ScratchTrim<Scratch> trim(sc);
   sc.orient.resize(NT), sc.sil.resize(NT), sc.coef.resize(size_t(9 * NT));
   sc.acc.resize(size_t(nthreads) * V * 4);
   for (int64_t b = 0; b < p.B; ++b) {
@@ -346,7 +363,7 @@ void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_
     const T* col = p.color + b * H * W * C;
     const T* go = grad_out + b * H * W * C;
     T* gc = grad_color + b * H * W * C;
-    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.coef.data(), nthreads);
+    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.grow, sc.coef.data(), nthreads);
     eval_pairs(p, rast, sc.coef.data(), sc.sil.data(), nbr.data(), g, nthreads, sc.pairs, sc.act);
     const uint8_t* act = sc.act.data();
     std::fill(sc.acc.begin(), sc.acc.end(), 0.0);

@@ -141,7 +141,8 @@ FC_INLINE void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, co
   }
 }
 
-// max and sum over n (a multiple of NR), lane-wise in vectors, then across lanes.
+// max and sum over n (a multiple of NR), lane-wise in vectors, then across lanes. The max may drop
+// NaNs (a NaN-propagating select costs ~15 % of the forward); forward_task handles that rare case.
 template <class T>
 FC_INLINE T lane_max(const T* x, int64_t n) {
   using V = typename Vec<T>::type;
@@ -215,35 +216,42 @@ Strides<T> bias_strides(const AttentionParams<T>& p) {
           s[3] == 1 ? 0 : 1};
 }
 
-// Per-key additive mask for one key block: 0 for a real, unpadded key, -inf otherwise (incl. the
-// zero-padded columns nk..nkp).
+// Per-key mask for one key block: 0 for a real, unpadded key, -inf otherwise (incl. the zero-padded
+// columns nk..nkp). Returns whether any real key of the block is padding.
 template <class T>
-FC_INLINE void key_mask(const AttentionParams<T>& p, int64_t b, int64_t j0, int64_t nk, int64_t nkp, T* kadd) {
+FC_INLINE bool key_mask(const AttentionParams<T>& p, int64_t b, int64_t j0, int64_t nk, int64_t nkp, T* kmask) {
   const uint8_t* pad = p.key_padding_mask ? p.key_padding_mask + b * p.Lk + j0 : nullptr;
-  for (int64_t c = 0; c < nkp; ++c) kadd[c] = (c < nk && !(pad && pad[c])) ? T(0) : neg_inf<T>();
+  bool any = false;
+  for (int64_t c = 0; c < nkp; ++c) {
+    const bool padded = c < nk && pad && pad[c];
+    any |= padded;
+    kmask[c] = (c < nk && !padded) ? T(0) : neg_inf<T>();
+  }
+  return any;
 }
 
-// Scores of one tile in place: s = scale * s + bias + kadd, then -inf right of the causal limit.
-// Returns how many leading columns may be unmasked (the rest are set to -inf).
+// Scores of one tile in place: s = scale * s + bias, -inf for padding keys, columns past the last key
+// and right of the causal limit. Masked scores are overwritten (masked_fill, never an added -inf):
+// padding keys and their bias may hold NaN or inf. `padded`: the block has padding keys (key_mask).
 template <class T>
 FC_INLINE void scores(const AttentionParams<T>& p, const Strides<T>& bs, int64_t b, int64_t h, int64_t i,
-                      int64_t j0, int64_t nkp, const T* kadd, T* s) {
-  int64_t lim = nkp;  // columns c < lim are not causally masked
-  if (p.causal) lim = std::clamp<int64_t>(i + (p.Lk - p.Lq) - j0 + 1, 0, nkp);
+                      int64_t j0, int64_t nkp, const T* kmask, bool padded, T* s) {
+  int64_t lim = std::min(nkp, p.Lk - j0);  // columns c < lim are real keys, not causally masked
+  if (p.causal) lim = std::clamp<int64_t>(i + (p.Lk - p.Lq) - j0 + 1, 0, lim);
   const T scale = p.scale;
   if (p.bias) {
     const T* br = p.bias + b * bs.b + h * bs.h + i * bs.i;
     if (bs.j) {
-      const int64_t nb = std::min(lim, p.Lk - j0);  // bias exists for real keys only
-      for (int64_t c = 0; c < nb; ++c) s[c] = s[c] * scale + br[j0 + c] + kadd[c];
-      for (int64_t c = nb; c < lim; ++c) s[c] = neg_inf<T>();
+      for (int64_t c = 0; c < lim; ++c) s[c] = s[c] * scale + br[j0 + c];
     } else {
       const T b0 = br[0];
-      for (int64_t c = 0; c < lim; ++c) s[c] = s[c] * scale + b0 + kadd[c];
+      for (int64_t c = 0; c < lim; ++c) s[c] = s[c] * scale + b0;
     }
   } else {
-    for (int64_t c = 0; c < lim; ++c) s[c] = s[c] * scale + kadd[c];
+    for (int64_t c = 0; c < lim; ++c) s[c] = s[c] * scale;
   }
+  if (padded)  // a separate pass, so that blocks without padding keep the plain loops above
+    for (int64_t c = 0; c < lim; ++c) s[c] = kmask[c] == T(0) ? s[c] : neg_inf<T>();
   for (int64_t c = lim; c < nkp; ++c) s[c] = neg_inf<T>();
 }
 
@@ -278,9 +286,13 @@ struct Buf {
   }
 };
 
+// Packers take an optional key padding mask pad [BH / heads, R]: padded rows are stored as zeros, so
+// that a padding key or value holding NaN/inf meets P = 0 (or dS = 0) as 0 * 0, never 0 * NaN.
+
 // src [BH, R, D] -> dst [BH, Dp / NR, R, NR]   (rows stay rows; columns d >= D are zero)
 template <class T>
-void pack_rows(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T>& buf, int nthreads) {
+void pack_rows(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T>& buf, int nthreads,
+               const uint8_t* pad = nullptr, int64_t heads = 1) {
   constexpr int NR = nr<T>();
   T* dst = buf.alloc(BH * Dp * R);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
@@ -290,7 +302,8 @@ void pack_rows(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T
       const int64_t d0 = pnl * NR, w = std::min<int64_t>(NR, D - d0);
       for (int64_t r = 0; r < R; ++r) {
         const T* sr = src + (bh * R + r) * D + d0;
-        for (int64_t c = 0; c < w; ++c) dp[r * NR + c] = sr[c];
+        const bool zero = pad && pad[(bh / heads) * R + r];
+        for (int64_t c = 0; c < w; ++c) dp[r * NR + c] = zero ? T(0) : sr[c];
         for (int64_t c = w; c < NR; ++c) dp[r * NR + c] = T(0);
       }
     }
@@ -298,7 +311,8 @@ void pack_rows(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T
 
 // src [BH, Lk, D] -> dst [BH, Lkp / NR, D, NR]   (K^T: keys become columns; keys >= Lk are zero)
 template <class T>
-void pack_transposed(const T* src, int64_t BH, int64_t Lk, int64_t D, int64_t Lkp, Buf<T>& buf, int nthreads) {
+void pack_transposed(const T* src, int64_t BH, int64_t Lk, int64_t D, int64_t Lkp, Buf<T>& buf, int nthreads,
+                     const uint8_t* pad = nullptr, int64_t heads = 1) {
   constexpr int NR = nr<T>();
   T* dst = buf.alloc(BH * Lkp * D);
   const int64_t np = Lkp / NR;
@@ -328,8 +342,9 @@ void pack_transposed(const T* src, int64_t BH, int64_t Lk, int64_t D, int64_t Lk
       const T* sr = src + (bh * Lk + j0 + jj) * D;
       for (int64_t d = 0; d < D; ++d) dp[d * NR + jj] = sr[d];
     }
-    for (int64_t jj = w; jj < NR; ++jj)
-      for (int64_t d = 0; d < D; ++d) dp[d * NR + jj] = T(0);
+    for (int64_t jj = 0; jj < NR; ++jj)
+      if (jj >= w || (pad && pad[(bh / heads) * Lk + j0 + jj]))
+        for (int64_t d = 0; d < D; ++d) dp[d * NR + jj] = T(0);
   }
 }
 
@@ -344,10 +359,11 @@ struct Rows {
 // Row-major [R, D] needs no packing when D is a multiple of NR: gemm reads it in place as NR-wide
 // panels with ldb = D (saves a copy of the whole tensor per call); otherwise pack zero-padded panels.
 template <class T>
-Rows<T> rows_operand(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T>& buf, int nthreads) {
+Rows<T> rows_operand(const T* src, int64_t BH, int64_t R, int64_t D, int64_t Dp, Buf<T>& buf, int nthreads,
+                     const uint8_t* pad = nullptr, int64_t heads = 1) {
   constexpr int NR = nr<T>();
-  if (D == Dp) return {src, D, NR, R * D};
-  pack_rows(src, BH, R, D, Dp, buf, nthreads);
+  if (D == Dp && !pad) return {src, D, NR, R * D};
+  pack_rows(src, BH, R, D, Dp, buf, nthreads, pad, heads);
   return {buf.p, NR, R * NR, R * Dp};
 }
 
@@ -363,14 +379,14 @@ struct FwdPacked {
 
 template <class T>
 struct FwdScratch {
-  std::vector<T> s, o, m, l, kadd;
-  explicit FwdScratch(int64_t Dp) : s(BQ * BKF), o(BQ * Dp), m(BQ), l(BQ), kadd(BKF) {}
+  std::vector<T> s, o, m, l, kmask;
+  explicit FwdScratch(int64_t Dp) : s(BQ * BKF), o(BQ * Dp), m(BQ), l(BQ), kmask(BKF) {}
 };
 
 template <class T>
 FACECORE_CPU_DISPATCH void forward_task(const AttentionParams<T>& p, const FwdPacked<T>& pk, int64_t b,
                                         int64_t h, int64_t i0, T* out, T* lse, T* s, T* o, T* mrow, T* lrow,
-                                        T* kadd) {
+                                        T* kmask) {
   constexpr int NR = nr<T>();
   const int64_t D = p.D, Dp = pk.Dp, Lkp = pk.Lkp;
   const int64_t m = std::min(BQ, p.Lq - i0);
@@ -387,15 +403,18 @@ FACECORE_CPU_DISPATCH void forward_task(const AttentionParams<T>& p, const FwdPa
   const Rows<T>& vr = pk.v;
   for (int64_t j0 = 0; j0 < kend; j0 += BKF) {
     const int64_t nk = std::min(BKF, p.Lk - j0), nkp = round_up(nk, NR);
-    key_mask(p, b, j0, nk, nkp, kadd);
+    const bool padded = key_mask(p, b, j0, nk, nkp, kmask);
     gemm<T, false>(m, nkp, D, q, D, kt + j0 * D, NR, D * NR, s, BKF);  // S = Q K^T
     for (int64_t r = 0; r < m; ++r) {
       T* sr = s + r * BKF;
-      scores(p, bs, b, h, i0 + r, j0, nkp, kadd, sr);
-      const T mnew = std::max(mrow[r], lane_max(sr, nkp));
-      if (mnew == neg_inf<T>()) {  // everything masked so far: contributes nothing
-        std::fill(sr, sr + nkp, T(0));
-        continue;
+      scores(p, bs, b, h, i0 + r, j0, nkp, kmask, padded, sr);
+      T mnew = std::max(mrow[r], lane_max(sr, nkp));  // a NaN mrow sticks
+      if (mnew == neg_inf<T>()) {
+        if (std::none_of(sr, sr + nkp, [](T x) { return x != x; })) {  // everything masked so far:
+          std::fill(sr, sr + nkp, T(0));                              // contributes nothing
+          continue;
+        }
+        mnew = std::numeric_limits<T>::quiet_NaN();  // NaN scores (a NaN query): a NaN row, not a masked one
       }
       exp_shift(sr, nkp, mnew);
       const T alpha = exp_neg(mrow[r] - mnew);
@@ -411,10 +430,10 @@ FACECORE_CPU_DISPATCH void forward_task(const AttentionParams<T>& p, const FwdPa
   T* outp = out + ((b * p.Hq + h) * p.Lq + i0) * D;
   T* lsep = lse + (b * p.Hq + h) * p.Lq + i0;
   for (int64_t r = 0; r < m; ++r) {
-    const T l = lrow[r];
-    const T inv = l > T(0) ? T(1) / l : T(0);  // fully masked row: O = 0
+    const T l = lrow[r];  // 0 for a fully masked row (O = 0, lse = -inf), NaN for a NaN row
+    const T inv = l == T(0) ? T(0) : T(1) / l;
     for (int64_t d = 0; d < D; ++d) outp[r * D + d] = o[r * Dp + d] * inv;
-    lsep[r] = l > T(0) ? mrow[r] + std::log(l) : neg_inf<T>();
+    lsep[r] = l == T(0) ? neg_inf<T>() : mrow[r] + std::log(l);
   }
 }
 
@@ -450,8 +469,10 @@ void attention_forward(const AttentionParams<T>& p, T* out, T* lse, const CpuOpt
   const int nthreads = threads_for(opt, double(p.B) * p.Hq * p.Lq * p.Lk * p.D);
   const int64_t Dp = round_up(p.D, nr<T>()), Lkp = round_up(p.Lk, nr<T>());
   Buf<T> kt_buf{0}, v_buf{1};
-  pack_transposed(p.k, p.B * p.Hkv, p.Lk, p.D, Lkp, kt_buf, nthreads);
-  const FwdPacked<T> pk{kt_buf.p, rows_operand(p.v, p.B * p.Hkv, p.Lk, p.D, Dp, v_buf, nthreads), Lkp, Dp};
+  const uint8_t* pad = p.key_padding_mask;
+  pack_transposed(p.k, p.B * p.Hkv, p.Lk, p.D, Lkp, kt_buf, nthreads, pad, p.Hkv);
+  const FwdPacked<T> pk{kt_buf.p, rows_operand(p.v, p.B * p.Hkv, p.Lk, p.D, Dp, v_buf, nthreads, pad, p.Hkv),
+                        Lkp, Dp};
   const int64_t nqb = (p.Lq + BQ - 1) / BQ, ntasks = p.B * p.Hq * nqb;
 #pragma omp parallel num_threads(nthreads)
   {
@@ -461,7 +482,7 @@ void attention_forward(const AttentionParams<T>& p, T* out, T* lse, const CpuOpt
       // b varies fastest: consecutive tasks read the same rows of a batch-shared bias (cache reuse).
       const int64_t b = t % p.B, qb = (t / p.B) % nqb, h = t / (p.B * nqb);
       forward_task(p, pk, b, h, qb * BQ, out, lse, w.s.data(), w.o.data(), w.m.data(), w.l.data(),
-                   w.kadd.data());
+                   w.kmask.data());
     }
   }
 }
@@ -487,8 +508,8 @@ struct BwdPacked {
 
 template <class T>
 struct BwdScratch {
-  std::vector<T> s, dp, dk, dv, kadd;
-  explicit BwdScratch(int64_t Dp) : s(BQ * BK), dp(BQ * BK), dk(BK * Dp), dv(BK * Dp), kadd(BK) {}
+  std::vector<T> s, dp, dk, dv, kmask;
+  explicit BwdScratch(int64_t Dp) : s(BQ * BK), dp(BQ * BK), dk(BK * Dp), dv(BK * Dp), kmask(BK) {}
 };
 
 // One key block of one (b, kv head): dK and dV of the block, its dQ (into the chunk's buffer) and
@@ -496,11 +517,11 @@ struct BwdScratch {
 template <class T>
 FACECORE_CPU_DISPATCH void backward_block(const AttentionParams<T>& p, const BwdPacked<T>& pk, int64_t b,
                                           int64_t hk, int64_t kb, T* dq, T* grad_k, T* grad_v, T* grad_bias,
-                                          T* s, T* dp, T* dk, T* dv, T* kadd) {
+                                          T* s, T* dp, T* dk, T* dv, T* kmask) {
   const int64_t D = p.D, Dp = pk.Dp, Lkp = pk.Lkp, G = p.Hq / p.Hkv, off = p.Lk - p.Lq;
   const int64_t j0 = kb * BK, nk = std::min(BK, p.Lk - j0), nkp = round_up(nk, nr<T>());
   const Strides<T> bs = bias_strides(p);
-  key_mask(p, b, j0, nk, nkp, kadd);
+  const bool padded = key_mask(p, b, j0, nk, nkp, kmask);
   std::fill(dk, dk + nk * Dp, T(0));
   std::fill(dv, dv + nk * Dp, T(0));
   constexpr int NR = nr<T>();
@@ -525,7 +546,7 @@ FACECORE_CPU_DISPATCH void backward_block(const AttentionParams<T>& p, const Bwd
           std::fill(dpr, dpr + nkp, T(0));
           continue;
         }
-        scores(p, bs, b, h, i0 + r, j0, nkp, kadd, sr);
+        scores(p, bs, b, h, i0 + r, j0, nkp, kmask, padded, sr);
         exp_shift(sr, nkp, l);
         for (int64_t c = 0; c < nkp; ++c) dpr[c] = sr[c] * (dpr[c] - dl);  // dp now holds dS
       }
@@ -548,12 +569,15 @@ FACECORE_CPU_DISPATCH void backward_block(const AttentionParams<T>& p, const Bwd
       }
     }
   }
+  // Padding keys get exactly zero gradient (masked_fill semantics), even next to a NaN query row.
   const int64_t kv0 = (b * p.Hkv + hk) * p.Lk + j0;
-  for (int64_t c = 0; c < nk; ++c)
+  for (int64_t c = 0; c < nk; ++c) {
+    const bool keep = kmask[c] == T(0);
     for (int64_t d = 0; d < D; ++d) {
-      grad_k[(kv0 + c) * D + d] = p.scale * dk[c * Dp + d];
-      grad_v[(kv0 + c) * D + d] = dv[c * Dp + d];
+      grad_k[(kv0 + c) * D + d] = keep ? p.scale * dk[c * Dp + d] : T(0);
+      grad_v[(kv0 + c) * D + d] = keep ? dv[c * Dp + d] : T(0);
     }
+  }
 }
 
 }  // namespace
@@ -568,9 +592,10 @@ void attention_backward(const AttentionParams<T>& p, const T* out, const T* lse,
   const int64_t nq = p.B * p.Hq * p.Lq;
   Buf<T> kt_buf{0}, vt_buf{1}, kp_buf{2}, qp_buf{3}, dop_buf{4};
   std::vector<T> delta(nq);
-  pack_transposed(p.k, p.B * p.Hkv, p.Lk, D, Lkp, kt_buf, nthreads);
-  pack_transposed(p.v, p.B * p.Hkv, p.Lk, D, Lkp, vt_buf, nthreads);
-  const Rows<T> kp = rows_operand(p.k, p.B * p.Hkv, p.Lk, D, Dp, kp_buf, nthreads);
+  const uint8_t* pad = p.key_padding_mask;
+  pack_transposed(p.k, p.B * p.Hkv, p.Lk, D, Lkp, kt_buf, nthreads, pad, p.Hkv);
+  pack_transposed(p.v, p.B * p.Hkv, p.Lk, D, Lkp, vt_buf, nthreads, pad, p.Hkv);
+  const Rows<T> kp = rows_operand(p.k, p.B * p.Hkv, p.Lk, D, Dp, kp_buf, nthreads, pad, p.Hkv);
   const Rows<T> qp = rows_operand(p.q, p.B * p.Hq, p.Lq, D, Dp, qp_buf, nthreads);
   const Rows<T> dop = rows_operand(grad_out, p.B * p.Hq, p.Lq, D, Dp, dop_buf, nthreads);
   // Task grid: (b, kv head, chunk of key blocks). Dimensions along which the bias broadcasts are
@@ -620,7 +645,7 @@ void attention_backward(const AttentionParams<T>& p, const T* out, const T* lse,
         for (int64_t kb = c; kb < nkb; kb += chunks)  // interleaved: balances causal work
           for (int64_t b = fold_b ? 0 : bt; b < (fold_b ? p.B : bt + 1); ++b)
             backward_block(p, pk, b, hk, kb, dq, grad_k, grad_v, grad_bias, w.s.data(), w.dp.data(),
-                           w.dk.data(), w.dv.data(), w.kadd.data());
+                           w.dk.data(), w.dv.data(), w.kmask.data());
     }
   }
   // dQ = scale * sum over chunks, in chunk order.

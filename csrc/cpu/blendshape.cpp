@@ -44,18 +44,6 @@ inline void axpy(T* __restrict acc, T w, const T* __restrict d, int n) {
   }
 }
 
-template <class T>
-inline T dot(const T* __restrict a, const T* __restrict b, int n) {
-  T s = 0;
-  if (n == BS3) {
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < BS3; ++i) s += a[i] * b[i];
-  } else {
-    for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  }
-  return s;
-}
-
 // Blendshape sum for vertex block j of batch row b into acc[0 : 3 * nv].
 template <class T>
 inline void block_sum(const BlendshapeParams<T>& p, int64_t j, int64_t b, int nv, T* acc) {
@@ -63,10 +51,8 @@ inline void block_sum(const BlendshapeParams<T>& p, int64_t j, int64_t b, int nv
   std::copy(p.neutral + j * BS3, p.neutral + j * BS3 + n, acc);
   const T* w = p.weights + b * p.K;
   const int len = p.block_ptr ? BS3 : n;  // sparse entries are padded to full blocks
-  for_each_entry(p, j, [&](int64_t k, const T* d) {
-    const T wk = w[k];
-    if (wk != T(0)) axpy(acc, wk, d, std::min(len, n));  // zero weights add exactly nothing
-  });
+  // No zero-weight skip: 0 * NaN must stay NaN, as on every other backend (IEEE semantics).
+  for_each_entry(p, j, [&](int64_t k, const T* d) { axpy(acc, w[k], d, std::min(len, n)); });
 }
 
 template <class T>
@@ -98,8 +84,8 @@ inline void apply_rigid(const RigidParams<T>& r, int64_t j, int64_t b, int nv, T
 
 // Forward of vertex block j for the batch rows [bt, bt + rows), rows <= ROWS: a register-blocked
 // micro-kernel. For each strip of S values it keeps a ROWS x S tile of accumulators in registers and
-// streams the block's entries through it (one delta load feeds ROWS multiply-adds). Entries whose
-// weights are all zero for the tile's rows are skipped: exact, and typical for ARKit frames.
+// streams the block's entries through it (one delta load feeds ROWS multiply-adds). Entries with
+// zero weights are not skipped, so non-finite deltas propagate (0 * NaN = NaN) as on every backend.
 template <class T, int ROWS>
 __attribute__((always_inline)) inline void forward_tile(const BlendshapeParams<T>& p, const RigidParams<T>* r, int64_t j, int64_t bt,
                          int rows, T* out) {
@@ -111,13 +97,18 @@ __attribute__((always_inline)) inline void forward_tile(const BlendshapeParams<T
   wt.clear();
   for_each_entry(p, j, [&](int64_t k, const T* d) {
     T w[ROWS] = {};
-    bool any = false;
-    for (int q = 0; q < rows; ++q) any |= (w[q] = p.weights[(bt + q) * p.K + k]) != T(0);
-    if (!any) return;
+    for (int q = 0; q < rows; ++q) w[q] = p.weights[(bt + q) * p.K + k];
     dptr.push_back(d);
     wt.insert(wt.end(), w, w + ROWS);
   });
+  // Sparse entries are padded to full blocks but neutral is not: the last block's neutral is
+  // copied into a zero-padded block so the strips below never read past the end of neutral.
   const T* nb = p.neutral + j * BS3;
+  alignas(64) T ntail[BS3];
+  if (nv < BS) {
+    std::fill(std::copy(nb, nb + 3 * nv, ntail), ntail + BS3, T(0));
+    nb = ntail;
+  }
   const int64_t m = int64_t(dptr.size());
   alignas(64) T acc[ROWS][BS3];
   for (int s = 0; s < BS3; s += S) {
@@ -199,11 +190,16 @@ void blendshape_forward(const BlendshapeParams<T>& p, T* out, const CpuOptions& 
 }
 
 template <class T>
-void deform_forward(const BlendshapeParams<T>& p, const RigidParams<T>& r, T* out, const CpuOptions& opt) {
-  for (int64_t v = 0; v < p.V; ++v)
+void validate_rigid(const RigidParams<T>& r, int64_t V, const char* fn) {
+  for (int64_t v = 0; v < V; ++v)
     if (r.group[v] < 0 || r.group[v] >= r.G)
-      throw Error("deform: vertex group " + std::to_string(r.group[v]) + " of vertex " +
-                  std::to_string(v) + " is outside [0, G=" + std::to_string(r.G) + ")");
+      throw Error(std::string(fn) + ": group[" + std::to_string(v) + "] = " + std::to_string(r.group[v]) +
+                  " is outside [0, G=" + std::to_string(r.G) + ")");
+}
+
+template <class T>
+void deform_forward(const BlendshapeParams<T>& p, const RigidParams<T>& r, T* out, const CpuOptions& opt) {
+  validate_rigid(r, p.V, "deform_forward");
   forward_impl<T>(p, &r, out, opt);
 }
 
@@ -299,6 +295,7 @@ void blendshape_backward(const BlendshapeParams<T>& p, const T* grad_out, T* gra
 template <class T>
 void rigid_backward(const BlendshapeParams<T>& p, const RigidParams<T>& r, const T* out,
                     const T* grad_out, T* grad_points, T* grad_rotations, const CpuOptions& opt) {
+  validate_rigid(r, p.V, "rigid_backward");  // group indexes rotations and pivots below
   const int nthreads = cpu::resolve_threads(opt);
   const int64_t nr = p.B * r.G * 9;
   std::vector<T> gr_partial(size_t(nthreads) * nr, T(0));
@@ -349,6 +346,7 @@ void rigid_backward(const BlendshapeParams<T>& p, const RigidParams<T>& r, const
 
 #define FACECORE_INSTANTIATE(T)                                                                  \
   template void validate_blendshape<T>(const BlendshapeParams<T>&);                              \
+  template void validate_rigid<T>(const RigidParams<T>&, int64_t, const char*);                  \
   template void blendshape_forward<T>(const BlendshapeParams<T>&, T*, const CpuOptions&);        \
   template void blendshape_backward<T>(const BlendshapeParams<T>&, const T*, T*, T*, T*,         \
                                        const CpuOptions&);                                       \

@@ -13,13 +13,6 @@ namespace facecore {
 
 namespace {
 
-// Triangle index of a rast pixel, or -1 for background / an id outside [0, T).
-template <class T>
-inline int64_t pixel_tri(const T* r, int64_t NT) {
-  const double d = double(r[3]);
-  return (d >= 0.5 && d < double(NT) + 0.5) ? int64_t(d + 0.5) - 1 : -1;
-}
-
 inline int threads_for(int nthreads, int64_t work, int64_t grain) {
   return int(std::max<int64_t>(1, std::min<int64_t>(nthreads, work / grain)));
 }
@@ -28,6 +21,7 @@ inline int threads_for(int nthreads, int64_t work, int64_t grain) {
 
 template <class T>
 void interpolate_forward(const InterpolateParams<T>& p, T* out, const CpuOptions& opt) {
+  check_triangle_count<T>("interpolate", p.T_);
   validate_triangles("interpolate", p.tri, p.T_, p.V);
   const int nthreads = threads_for(cpu::resolve_threads(opt), p.B * p.H * p.W, 4096);
   const int64_t C = p.C;
@@ -38,7 +32,7 @@ void interpolate_forward(const InterpolateParams<T>& p, T* out, const CpuOptions
     const T* attr = p.attr + (i / HW) * p.V * C;
     const T* r = p.rast + i * 4;
     T* o = out + i * C;
-    const int64_t t = pixel_tri(r, p.T_);
+    const int64_t t = raster::pixel_triangle(r, p.T_);
     if (t < 0) {
       for (int64_t c = 0; c < C; ++c) o[c] = T(0);
       continue;
@@ -72,7 +66,7 @@ void interpolate_backward(const InterpolateParams<T>& p, const T* grad_out, T* g
           const T* g = grad_out + i * C;
           T* gr = grad_rast + i * 4;
           gr[0] = gr[1] = gr[2] = gr[3] = T(0);
-          const int64_t t = pixel_tri(r, p.T_);
+          const int64_t t = raster::pixel_triangle(r, p.T_);
           if (t < 0) continue;
           const int64_t k0 = int64_t(p.tri[3 * t]) * C, k1 = int64_t(p.tri[3 * t + 1]) * C,
                         k2 = int64_t(p.tri[3 * t + 2]) * C;

@@ -3,6 +3,10 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <thread>
+
 #include "facecore/common.h"
 
 // FACECORE_CPU_DISPATCH compiles a function twice, for x86-64-v3 (AVX2 + FMA) and for the baseline,
@@ -17,8 +21,20 @@
 
 namespace facecore::cpu {
 
+// Most threads a kernel ever starts: oversubscribing a core more than 4x only adds overhead, and an
+// absurd request (threads=100000, torch.set_num_threads(40000)) would make libgomp abort on thread
+// creation.
+inline int max_threads() {
+  static const int limit = [] {
+    const int64_t hw = std::max(1u, std::thread::hardware_concurrency());
+    return int(std::clamp<int64_t>(omp_get_thread_limit(), 1, 4 * hw));
+  }();
+  return limit;
+}
+
+// The thread count for a kernel: the request (or OpenMP's default when <= 0), clamped to [1, max_threads()].
 inline int resolve_threads(const CpuOptions& opt) {
-  return opt.num_threads > 0 ? opt.num_threads : omp_get_max_threads();
+  return std::clamp(opt.num_threads > 0 ? opt.num_threads : omp_get_max_threads(), 1, max_threads());
 }
 
 }  // namespace facecore::cpu

@@ -1,12 +1,13 @@
-// CUDA analytic antialiasing, same rules as csrc/cpu/antialias.cpp. Topology on the GPU: the 3T directed
+// CUDA analytic antialiasing, same rules (and edge functions, raster_common.h) as csrc/cpu/antialias.cpp. Topology on the GPU: the 3T directed
 // edges are radix-sorted by their (smaller, larger) vertex key and runs of exactly two become neighbours.
 // Forward and the colour gradient gather per pixel (no atomics); the position gradient of a pair is
 // added with atomics by the pair's left/top pixel.
-#include <cuda_runtime.h>
-
 #include <cub/device/device_radix_sort.cuh>
+
+#include <climits>
 #include <string>
 
+#include "cuda_common.cuh"
 #include "facecore/antialias.h"
 #include "facecore/rasterize.h"
 
@@ -14,28 +15,14 @@ namespace facecore {
 
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("antialias (cuda): ") + what + ": " + cudaGetErrorString(e));
-}
-
-template <class T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  cudaStream_t s;
-  DeviceBuffer(size_t n, cudaStream_t stream) : s(stream) {
-    if (n) check(cudaMallocAsync(reinterpret_cast<void**>(&ptr), n * sizeof(T), s), "cudaMallocAsync");
-  }
-  ~DeviceBuffer() {
-    if (ptr) cudaFreeAsync(ptr, s);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
+using cuda::blocks_for;
+using cuda::check;
+using cuda::check_launch;
+using cuda::DeviceBuffer;
+using raster::triangle_ok;
 
 constexpr int kMaxWalk = 4;            // triangles a pair's segment may cross (see csrc/cpu/antialias.cpp)
 constexpr unsigned char kNear = 8;     // sil bit 3: a silhouette edge is within kMaxWalk - 1 steps
-
-inline unsigned blocks(long long n, int threads) { return unsigned((n + threads - 1) / threads); }
 
 __global__ void edge_keys_kernel(const int* tri, long long T, unsigned long long* keys, int* vals, int* nbr) {
   const long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -56,12 +43,19 @@ __global__ void pair_runs_kernel(const unsigned long long* keys, const int* vals
   nbr[vals[i]] = vals[i + 1], nbr[vals[i + 1]] = vals[i];
 }
 
-__global__ void orient_kernel(const float* pos, const int* tri, long long V, long long T, int B, signed char* orient) {
+// Screen-space facing of every (image, triangle); 0 (degenerate: all its edges are silhouettes, and the pair
+// walk never reads its corners) for a triangle with an index outside [0, V), which the caller has rejected.
+__global__ void orient_kernel(const float* pos, const int* tri, long long V, long long T, long long B,
+                              signed char* orient) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (i >= B * T) return;
   const long long b = i / T, t = i % T;
   const float* P = pos + b * V * 4;
   const int* tr = tri + 3 * t;
+  if (!triangle_ok(tr, V)) {
+    orient[i] = 0;
+    return;
+  }
   const float* a = P + (long long)tr[0] * 4;
   const float* c1 = P + (long long)tr[1] * 4;
   const float* c2 = P + (long long)tr[2] * 4;
@@ -71,7 +65,7 @@ __global__ void orient_kernel(const float* pos, const int* tri, long long V, lon
   orient[i] = static_cast<signed char>((d > 0) - (d < 0));
 }
 
-__global__ void sil_kernel(const signed char* orient, const int* nbr, long long T, int B, unsigned char* sil) {
+__global__ void sil_kernel(const signed char* orient, const int* nbr, long long T, long long B, unsigned char* sil) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (i >= B * T) return;
   const long long b = i / T, t = i % T;
@@ -85,7 +79,7 @@ __global__ void sil_kernel(const signed char* orient, const int* nbr, long long 
 }
 
 // One step of growing the kNear flag to edge neighbours.
-__global__ void grow_kernel(const unsigned char* sil, const int* nbr, long long T, int B, unsigned char* out) {
+__global__ void grow_kernel(const unsigned char* sil, const int* nbr, long long T, long long B, unsigned char* out) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (i >= B * T) return;
   const long long b = i / T, t = i % T;
@@ -102,13 +96,12 @@ struct Pair {
   int k;
 };
 
-__device__ __forceinline__ long long tri_id(const float* r, long long T) {
-  const float d = r[3];
-  return (d >= 0.5f && d < float(T) + 0.5f) ? (long long)(d + 0.5f) : 0;
+__device__ __forceinline__ long long tri_id(const float* r, long long T) {  // 1-based, 0 = background
+  return raster::pixel_triangle(r, T) + 1;
 }
 
 __device__ Pair eval_pair(const float* rA, const float* rB, double pxA, double pyA, double pxB, double pyB,
-                          const float* pos, const int* tri, long long T, const unsigned char* sil,
+                          const float* pos, const int* tri, long long V, long long T, const unsigned char* sil,
                           const signed char* orient, const int* nbr, bool horizontal, double H, double W) {
   Pair q{false, false, 0.0, 0, 0};
   const long long tA = tri_id(rA, T), tB = tri_id(rB, T);
@@ -120,6 +113,7 @@ __device__ Pair eval_pair(const float* rA, const float* rB, double pxA, double p
   const double pxF = q.a_front ? pxA : pxB, pyF = q.a_front ? pyA : pyB;
   const double pxO = q.a_front ? pxB : pxA, pyO = q.a_front ? pyB : pyA;
   for (int step = 0; step < kMaxWalk; ++step) {
+    if (!triangle_ok(tri + 3 * cur, V)) return q;  // rejected by the caller; never read out of bounds
     double v[3][4];
     for (int c = 0; c < 3; ++c)
       for (int j = 0; j < 4; ++j) v[c][j] = double(pos[(long long)tri[3 * cur + c] * 4 + j]);
@@ -157,9 +151,6 @@ struct Args {
   const int* nbr;              // [3T] neighbour triangle-edge or -1
 };
 
-__device__ __forceinline__ double ndc_x(long long x, long long W) { return (x + 0.5) * (2.0 / W) - 1.0; }
-__device__ __forceinline__ double ndc_y(long long y, long long H) { return 1.0 - (y + 0.5) * (2.0 / H); }
-
 // mode 0: forward (out = colour + deltas); mode 1: backward (grad_color gather + grad_pos atomics).
 template <int mode>
 __global__ void pixel_kernel(Args a, const float* grad_out, float* out, float* grad_pos) {
@@ -167,6 +158,7 @@ __global__ void pixel_kernel(Args a, const float* grad_out, float* out, float* g
   const long long gi = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (gi >= p.B * p.H * p.W) return;
   const long long H = p.H, W = p.W, C = p.C, b = gi / (H * W), i = gi % (H * W), y = i / W, x = i % W;
+  const raster::PixelGrid g(H, W);
   const float* rast = p.rast + b * H * W * 4;
   const float* col = p.color + b * H * W * C;
   const float* pos = p.pos + b * p.V * 4;
@@ -184,9 +176,9 @@ __global__ void pixel_kernel(Args a, const float* grad_out, float* out, float* g
     const long long ia = self_a ? i : nb[n], ib = self_a ? nb[n] : i;
     const long long xa = self_a ? x : x + dx[n], ya = self_a ? y : y + dy[n];
     const long long xb = self_a ? x + dx[n] : x, yb = self_a ? y + dy[n] : y;
-    const double pxA = ndc_x(xa, W), pyA = ndc_y(ya, H), pxB = ndc_x(xb, W), pyB = ndc_y(yb, H);
-    const Pair q = eval_pair(rast + ia * 4, rast + ib * 4, pxA, pyA, pxB, pyB, pos, p.tri, p.T_, sil, orient, a.nbr, n < 2,
-                               double(H), double(W));
+    const double pxA = g.px(xa), pyA = g.py(ya), pxB = g.px(xb), pyB = g.py(yb);
+    const Pair q = eval_pair(rast + ia * 4, rast + ib * 4, pxA, pyA, pxB, pyB, pos, p.tri, p.V, p.T_, sil, orient,
+                             a.nbr, n < 2, double(H), double(W));
     if (!q.active) continue;
     const long long f = q.a_front ? ia : ib, o = q.a_front ? ib : ia;
     const bool far = q.e > 0.5;
@@ -230,59 +222,74 @@ struct Silhouettes {
   DeviceBuffer<int> nbr;
   DeviceBuffer<signed char> orient;
   DeviceBuffer<unsigned char> sil, tmp;
-  Silhouettes(const AntialiasParams<float>& p, cudaStream_t s)
-      : nbr(3 * p.T_, s), orient(p.B * p.T_, s), sil(p.B * p.T_, s), tmp(p.B * p.T_, s) {
+  Silhouettes(const AntialiasParams<float>& p, cudaStream_t s, const char* fn)
+      : nbr(3 * p.T_, s, fn), orient(p.B * p.T_, s, fn), sil(p.B * p.T_, s, fn), tmp(p.B * p.T_, s, fn) {
     const long long E = 3 * p.T_, BT = p.B * p.T_;
-    DeviceBuffer<unsigned long long> keys(E, s), keys2(E, s);
-    DeviceBuffer<int> vals(E, s), vals2(E, s);
-    edge_keys_kernel<<<blocks(E, 256), 256, 0, s>>>(p.tri, p.T_, keys.ptr, vals.ptr, nbr.ptr);
-    check(cudaGetLastError(), "edge keys");
+    DeviceBuffer<unsigned long long> keys(E, s, fn), keys2(E, s, fn);
+    DeviceBuffer<int> vals(E, s, fn), vals2(E, s, fn);
+    edge_keys_kernel<<<blocks_for(E, 256, fn), 256, 0, s>>>(p.tri, p.T_, keys.ptr, vals.ptr, nbr.ptr);
+    check_launch(fn, "edge keys");
     size_t temp = 0;
-    check(cub::DeviceRadixSort::SortPairs(nullptr, temp, keys.ptr, keys2.ptr, vals.ptr, vals2.ptr, E, 0, 64, s),
+    check(cub::DeviceRadixSort::SortPairs(nullptr, temp, keys.ptr, keys2.ptr, vals.ptr, vals2.ptr, E, 0, 64, s), fn,
           "sort (size)");
-    DeviceBuffer<unsigned char> scratch(temp, s);
+    DeviceBuffer<unsigned char> scratch(temp, s, fn);
     check(cub::DeviceRadixSort::SortPairs(scratch.ptr, temp, keys.ptr, keys2.ptr, vals.ptr, vals2.ptr, E, 0, 64, s),
-          "sort");
-    pair_runs_kernel<<<blocks(E, 256), 256, 0, s>>>(keys2.ptr, vals2.ptr, E, nbr.ptr);
-    orient_kernel<<<blocks(BT, 256), 256, 0, s>>>(p.pos, p.tri, p.V, p.T_, int(p.B), orient.ptr);
-    sil_kernel<<<blocks(BT, 256), 256, 0, s>>>(orient.ptr, nbr.ptr, p.T_, int(p.B), sil.ptr);
+          fn, "sort");
+    pair_runs_kernel<<<blocks_for(E, 256, fn), 256, 0, s>>>(keys2.ptr, vals2.ptr, E, nbr.ptr);
+    check_launch(fn, "pair runs");
+    const unsigned bt_blocks = blocks_for(BT, 256, fn);
+    orient_kernel<<<bt_blocks, 256, 0, s>>>(p.pos, p.tri, p.V, p.T_, p.B, orient.ptr);
+    check_launch(fn, "orientation");
+    sil_kernel<<<bt_blocks, 256, 0, s>>>(orient.ptr, nbr.ptr, p.T_, p.B, sil.ptr);
+    check_launch(fn, "silhouettes");
     for (int step = 1; step < kMaxWalk; ++step) {
-      grow_kernel<<<blocks(BT, 256), 256, 0, s>>>(sil.ptr, nbr.ptr, p.T_, int(p.B), tmp.ptr);
-      check(cudaMemcpyAsync(sil.ptr, tmp.ptr, BT, cudaMemcpyDeviceToDevice, s), "copy");
+      grow_kernel<<<bt_blocks, 256, 0, s>>>(sil.ptr, nbr.ptr, p.T_, p.B, tmp.ptr);
+      check_launch(fn, "grow");
+      check(cudaMemcpyAsync(sil.ptr, tmp.ptr, BT, cudaMemcpyDeviceToDevice, s), fn, "copy");
     }
-    check(cudaGetLastError(), "silhouettes");
   }
 };
+
+// Triangle count (float32 ids) and edge ids (3 t + k, int).
+void check_mesh(const char* fn, long long T) {
+  check_triangle_count<float>(fn, T);
+  if (3 * T > INT_MAX) throw Error(std::string(fn) + ": too many triangles for int32 edge ids");
+}
 
 }  // namespace
 
 void antialias_forward_cuda(const AntialiasParams<float>& p, float* out, Stream stream) {
+  const char* fn = "antialias";
+  check_mesh(fn, p.T_);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const long long N = p.B * p.H * p.W;
   if (N == 0) return;
   if (p.T_ == 0) {
-    check(cudaMemcpyAsync(out, p.color, sizeof(float) * N * p.C, cudaMemcpyDeviceToDevice, s), "copy");
+    check(cudaMemcpyAsync(out, p.color, sizeof(float) * N * p.C, cudaMemcpyDeviceToDevice, s), fn, "copy");
     return;
   }
-  Silhouettes sh(p, s);
-  pixel_kernel<0><<<blocks(N, 256), 256, 0, s>>>(Args{p, sh.sil.ptr, sh.orient.ptr, sh.nbr.ptr}, nullptr, out, nullptr);
-  check(cudaGetLastError(), "forward");
+  Silhouettes sh(p, s, fn);
+  pixel_kernel<0><<<blocks_for(N, 256, fn), 256, 0, s>>>(Args{p, sh.sil.ptr, sh.orient.ptr, sh.nbr.ptr}, nullptr,
+                                                         out, nullptr);
+  check_launch(fn, "forward");
 }
 
 void antialias_backward_cuda(const AntialiasParams<float>& p, const float* grad_out, float* grad_color,
                              float* grad_pos, Stream stream) {
+  const char* fn = "antialias_backward";
+  check_mesh(fn, p.T_);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const long long N = p.B * p.H * p.W;
-  check(cudaMemsetAsync(grad_pos, 0, sizeof(float) * p.B * p.V * 4, s), "memset");
+  check(cudaMemsetAsync(grad_pos, 0, sizeof(float) * p.B * p.V * 4, s), fn, "memset");
   if (N == 0) return;
   if (p.T_ == 0) {
-    check(cudaMemcpyAsync(grad_color, grad_out, sizeof(float) * N * p.C, cudaMemcpyDeviceToDevice, s), "copy");
+    check(cudaMemcpyAsync(grad_color, grad_out, sizeof(float) * N * p.C, cudaMemcpyDeviceToDevice, s), fn, "copy");
     return;
   }
-  Silhouettes sh(p, s);
-  pixel_kernel<1><<<blocks(N, 256), 256, 0, s>>>(Args{p, sh.sil.ptr, sh.orient.ptr, sh.nbr.ptr}, grad_out, grad_color,
-                                                 grad_pos);
-  check(cudaGetLastError(), "backward");
+  Silhouettes sh(p, s, fn);
+  pixel_kernel<1><<<blocks_for(N, 256, fn), 256, 0, s>>>(Args{p, sh.sil.ptr, sh.orient.ptr, sh.nbr.ptr}, grad_out,
+                                                         grad_color, grad_pos);
+  check_launch(fn, "backward");
 }
 
 }  // namespace facecore

@@ -5,12 +5,9 @@
 // entry (dense or block-sparse) is read as one coalesced 384-byte run and reused by kRows rows
 // through L1. Sparse indices come from SparseDeltas, validated in Python; kernels still skip
 // out-of-range shape indices rather than read out of bounds.
-#include <cuda_runtime.h>
-
 #include <algorithm>
 
-#include <string>
-
+#include "cuda_common.cuh"
 #include "facecore/blendshape.h"
 
 namespace facecore {
@@ -21,12 +18,14 @@ constexpr int BS3 = 3 * kBlendshapeBlock;
 constexpr int kRows = 4;      // batch rows per CTA (blockDim.y)
 constexpr int kMaxGroups = 16;  // rigid groups reduced in shared memory (more fall back to global atomics)
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string(what) + ": " + cudaGetErrorString(e));
-}
+using cuda::blocks_for;
+using cuda::check;
+using cuda::check_launch;
 
 inline int64_t num_blocks(int64_t V) { return (V + BS - 1) / BS; }
-inline unsigned grid_rows(int64_t B) { return unsigned(std::min<int64_t>((B + kRows - 1) / kRows, 65535)); }
+inline unsigned grid_rows(int64_t B) {  // the kernels loop over the rest (grid-stride)
+  return unsigned(std::min<int64_t>((B + kRows - 1) / kRows, cuda::kMaxGridYZ));
+}
 
 // Vertices in block j (kBlendshapeBlock except for the last block).
 __host__ __device__ inline int block_nv(int64_t V, int64_t j) {
@@ -40,13 +39,21 @@ struct Entry {
   const float* d;
 };
 
+// block_ptr is not validated on the GPU (that would cost a sync per call): its entries are clamped
+// into [0, nnzb] so that a malformed one never reads outside deltas/block_shape.
+__device__ inline int64_t entry_begin(const BlendshapeParams<float>& p, int64_t j) {
+  return min(max(int64_t(p.block_ptr[j]), int64_t(0)), p.nnzb);
+}
+
 __device__ inline int64_t entry_count(const BlendshapeParams<float>& p, int64_t j) {
-  return p.block_ptr ? int64_t(p.block_ptr[j + 1] - p.block_ptr[j]) : p.K;
+  if (!p.block_ptr) return p.K;
+  const int64_t lo = entry_begin(p, j);
+  return min(max(int64_t(p.block_ptr[j + 1]), lo), p.nnzb) - lo;
 }
 
 __device__ inline Entry entry_at(const BlendshapeParams<float>& p, int64_t j, int64_t t) {
   if (!p.block_ptr) return {t, p.deltas + (t * p.V + j * BS) * 3};
-  const int64_t e = p.block_ptr[j] + t;
+  const int64_t e = entry_begin(p, j) + t;
   return {int64_t(p.block_shape[e]), p.deltas + e * BS3};
 }
 
@@ -206,9 +213,10 @@ __global__ void rigid_backward_kernel(int64_t B, int64_t V, RigidParams<float> r
 template <bool RIGID>
 void launch_forward(const BlendshapeParams<float>& p, const RigidParams<float>& r, float* out, Stream stream) {
   if (p.B == 0 || p.V == 0) return;
-  const dim3 grid(unsigned(num_blocks(p.V)), grid_rows(p.B));
+  const char* fn = RIGID ? "deform_forward" : "blendshape_forward";
+  const dim3 grid(blocks_for(p.V, BS, fn), grid_rows(p.B));
   forward_kernel<RIGID><<<grid, dim3(BS3, kRows), 0, (cudaStream_t)stream>>>(p, r, out);
-  check(cudaGetLastError(), RIGID ? "deform_forward_cuda" : "blendshape_forward_cuda");
+  check_launch(fn, "forward");
 }
 
 }  // namespace
@@ -224,39 +232,46 @@ void deform_forward_cuda(const BlendshapeParams<float>& p, const RigidParams<flo
 
 void blendshape_backward_cuda(const BlendshapeParams<float>& p, const float* grad_out, float* grad_weights,
                               float* grad_neutral, float* grad_deltas, Stream stream) {
+  const char* fn = "blendshape_backward";
   auto s = (cudaStream_t)stream;
   const int64_t nblk = num_blocks(p.V);
   if (grad_weights) {
-    check(cudaMemsetAsync(grad_weights, 0, sizeof(float) * p.B * p.K, s), "blendshape_backward_cuda");
-    if (p.B > 0 && nblk > 0)
-      grad_weights_kernel<<<dim3(unsigned(nblk), grid_rows(p.B)), dim3(BS3, kRows), 0, s>>>(p, grad_out,
-                                                                                           grad_weights);
+    check(cudaMemsetAsync(grad_weights, 0, sizeof(float) * p.B * p.K, s), fn, "memset");
+    if (p.B > 0 && nblk > 0) {
+      grad_weights_kernel<<<dim3(blocks_for(p.V, BS, fn), grid_rows(p.B)), dim3(BS3, kRows), 0, s>>>(p, grad_out,
+                                                                                                grad_weights);
+      check_launch(fn, "grad_weights");
+    }
   }
   if (grad_neutral && p.V > 0) {
     const int64_t n = p.V * 3;
     grad_neutral_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, s>>>(p.B, n, grad_out,
                                                                                           grad_neutral);
+    check_launch(fn, "grad_neutral");
   }
   if (grad_deltas && nblk > 0) {
-    const int64_t max_entries = std::min<int64_t>(p.K, 65535);  // a block holds at most one entry per shape
-    if (max_entries > 0)
-      grad_deltas_kernel<<<dim3(unsigned(nblk), unsigned(max_entries)), BS3, 0, s>>>(p, grad_out, grad_deltas);
+    const int64_t max_entries = std::min<int64_t>(p.K, cuda::kMaxGridYZ);  // a block holds at most one entry per shape
+    if (max_entries > 0) {
+      grad_deltas_kernel<<<dim3(blocks_for(p.V, BS, fn), unsigned(max_entries)), BS3, 0, s>>>(p, grad_out,
+                                                                                            grad_deltas);
+      check_launch(fn, "grad_deltas");
+    }
   }
-  check(cudaGetLastError(), "blendshape_backward_cuda");
 }
 
 void rigid_backward_cuda(const BlendshapeParams<float>& p, const RigidParams<float>& r, const float* out,
                          const float* grad_out, float* grad_points, float* grad_rotations, Stream stream) {
+  const char* fn = "rigid_backward";
   auto s = (cudaStream_t)stream;
-  check(cudaMemsetAsync(grad_rotations, 0, sizeof(float) * p.B * r.G * 9, s), "rigid_backward_cuda");
+  check(cudaMemsetAsync(grad_rotations, 0, sizeof(float) * p.B * r.G * 9, s), fn, "memset");
   if (p.B == 0 || p.V == 0) return;
-  for (int64_t b0 = 0; b0 < p.B; b0 += 65535) {  // grid.y limit
-    const int64_t nb = std::min<int64_t>(65535, p.B - b0);
-    rigid_backward_kernel<<<dim3(unsigned((p.V + 255) / 256), unsigned(nb)), 256, 0, s>>>(
+  for (int64_t b0 = 0; b0 < p.B; b0 += cuda::kMaxGridYZ) {  // grid.y limit
+    const int64_t nb = std::min<int64_t>(cuda::kMaxGridYZ, p.B - b0);
+    rigid_backward_kernel<<<dim3(blocks_for(p.V, 256, fn), unsigned(nb)), 256, 0, s>>>(
         nb, p.V, RigidParams<float>{r.G, r.rotations + b0 * r.G * 9, r.pivots, r.group}, out + b0 * p.V * 3,
         grad_out + b0 * p.V * 3, grad_points + b0 * p.V * 3, grad_rotations + b0 * r.G * 9);
+    check_launch(fn, "rigid_backward");
   }
-  check(cudaGetLastError(), "rigid_backward_cuda");
 }
 
 }  // namespace facecore

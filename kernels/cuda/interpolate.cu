@@ -1,23 +1,18 @@
 // CUDA attribute interpolation: one thread per (pixel, channel) forward; backward one thread per pixel
 // (grad_rast directly, grad_attr with float atomics).
-#include <cuda_runtime.h>
-
-#include <string>
-
+#include "cuda_common.cuh"
 #include "facecore/interpolate.h"
+#include "facecore/rasterize.h"
 
 namespace facecore {
 
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("interpolate (cuda): ") + what + ": " + cudaGetErrorString(e));
-}
-
-__device__ __forceinline__ long long pixel_tri(const float* r, long long T) {
-  const float d = r[3];
-  return (d >= 0.5f && d < float(T) + 0.5f) ? (long long)(d + 0.5f) - 1 : -1;
-}
+using cuda::blocks_for;
+using cuda::check;
+using cuda::check_launch;
+using raster::pixel_triangle;
+using raster::triangle_ok;
 
 __global__ void forward_kernel(InterpolateParams<float> p, float* out) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -25,17 +20,13 @@ __global__ void forward_kernel(InterpolateParams<float> p, float* out) {
   if (i >= p.B * p.H * p.W * C) return;
   const long long pix = i / C, c = i % C, b = pix / (p.H * p.W);
   const float* r = p.rast + pix * 4;
-  const long long t = pixel_tri(r, p.T_);
-  if (t < 0) {
+  const long long t = pixel_triangle(r, p.T_);
+  if (t < 0 || !triangle_ok(p.tri + 3 * t, p.V)) {  // background; bad indices were rejected by the caller
     out[i] = 0.f;
     return;
   }
-  const float* a = p.attr + b * p.V * C;
   const int* tr = p.tri + 3 * t;
-  if (tr[0] < 0 || tr[0] >= p.V || tr[1] < 0 || tr[1] >= p.V || tr[2] < 0 || tr[2] >= p.V) {
-    out[i] = 0.f;
-    return;
-  }
+  const float* a = p.attr + b * p.V * C;
   out[i] = r[0] * a[tr[0] * C + c] + r[1] * a[tr[1] * C + c] + (1.f - r[0] - r[1]) * a[tr[2] * C + c];
 }
 
@@ -47,10 +38,10 @@ __global__ void backward_kernel(InterpolateParams<float> p, const float* grad_ou
   const float* r = p.rast + pix * 4;
   float* gr = grad_rast + pix * 4;
   gr[0] = gr[1] = gr[2] = gr[3] = 0.f;
-  const long long t = pixel_tri(r, p.T_);
+  const long long t = pixel_triangle(r, p.T_);
   if (t < 0) return;
   const int* tr = p.tri + 3 * t;
-  if (tr[0] < 0 || tr[0] >= p.V || tr[1] < 0 || tr[1] >= p.V || tr[2] < 0 || tr[2] >= p.V) return;
+  if (!triangle_ok(tr, p.V)) return;
   const float* a = p.attr + b * p.V * C;
   float* ga = grad_attr + b * p.V * C;
   const float* g = grad_out + pix * C;
@@ -66,26 +57,27 @@ __global__ void backward_kernel(InterpolateParams<float> p, const float* grad_ou
   gr[0] = du, gr[1] = dv;
 }
 
-inline unsigned blocks(long long n, int threads) { return unsigned((n + threads - 1) / threads); }
-
 }  // namespace
 
 void interpolate_forward_cuda(const InterpolateParams<float>& p, float* out, Stream stream) {
+  const char* fn = "interpolate";
+  check_triangle_count<float>(fn, p.T_);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const long long n = p.B * p.H * p.W * p.C;
   if (n == 0) return;
-  forward_kernel<<<blocks(n, 256), 256, 0, s>>>(p, out);
-  check(cudaGetLastError(), "forward");
+  forward_kernel<<<blocks_for(n, 256, fn), 256, 0, s>>>(p, out);
+  check_launch(fn, "forward");
 }
 
 void interpolate_backward_cuda(const InterpolateParams<float>& p, const float* grad_out, float* grad_attr,
                                float* grad_rast, Stream stream) {
+  const char* fn = "interpolate_backward";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  check(cudaMemsetAsync(grad_attr, 0, sizeof(float) * p.B * p.V * p.C, s), "memset");
+  check(cudaMemsetAsync(grad_attr, 0, sizeof(float) * p.B * p.V * p.C, s), fn, "memset");
   const long long n = p.B * p.H * p.W;
   if (n == 0) return;
-  backward_kernel<<<blocks(n, 256), 256, 0, s>>>(p, grad_out, grad_attr, grad_rast);
-  check(cudaGetLastError(), "backward");
+  backward_kernel<<<blocks_for(n, 256, fn), 256, 0, s>>>(p, grad_out, grad_attr, grad_rast);
+  check_launch(fn, "backward");
 }
 
 }  // namespace facecore

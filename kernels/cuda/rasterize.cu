@@ -1,17 +1,19 @@
-// CUDA rasterizer: the same rules as csrc/cpu/rasterize.cpp (homogeneous clipping, 1/256 snapping, integer
-// edge functions with the top-left rule, nearest z/w with ties to the lower id), as a GPU pipeline:
-//   1. setup   : one thread per (image, triangle) counts its screen primitives (1, or 0..7 after clipping);
-//                an exclusive scan gives offsets; a second pass writes them (primitive + per-triangle coef)
+// CUDA rasterizer: the triangle setup, coverage, depth test and barycentrics of csrc/cpu/rasterize.cpp (one
+// implementation: facecore/raster_common.h; bit-identical results from the same input), as a GPU pipeline:
+//   1. setup   : one thread per (image, triangle) counts its screen primitives (1, or 0..kMaxPoly-2 after
+//                clipping); an exclusive scan gives offsets; a second pass writes them (primitive + coef)
 //   2. binning : primitives are counted into 8x8-pixel tiles (atomics), scanned, then their ids scattered
 //   3. raster  : one 64-thread block per tile, one thread per pixel, walks the tile's list; because the
 //                depth test is a lexicographic min over (z/w, id), the (atomic) list order does not matter
-// Images are processed in chunks sized to a scratch budget, so large batches never exhaust memory.
-#include <cuda_runtime.h>
-
+// Images are processed in chunks sized to a scratch budget and to the grid limits, so large batches never
+// exhaust memory nor overflow a launch.
 #include <cub/device/device_scan.cuh>
+
 #include <algorithm>
+#include <climits>
 #include <string>
 
+#include "cuda_common.cuh"
 #include "facecore/rasterize.h"
 
 namespace facecore {
@@ -19,151 +21,40 @@ namespace facecore {
 namespace {
 
 using namespace raster;
+using cuda::blocks_for;
+using cuda::check;
+using cuda::check_launch;
+using cuda::DeviceBuffer;
 constexpr int kTile = 8;
-constexpr int kMaxPoly = 10;
-constexpr size_t kScratchBudget = size_t(1) << 30;  // bytes of primitives per chunk of images
+constexpr size_t kScratchBudget = size_t(1) << 30;  // bytes of per-chunk scratch (prims, coefs, tile lists)
+constexpr const char* kFwd = "rasterize";
+constexpr const char* kBwd = "rasterize_backward";
 
-struct GPrim {
+struct GPrim : Edges {
   double zw[3];
-  long long c[3];
-  int a[3], b[3];
-  int x0, x1, y0, y1;
-  int tri;   // triangle id
-  int img;   // image inside the chunk
+  int tri;  // triangle id
+  int img;  // image inside the chunk
 };
 
 struct GCoef {
   double c0[3], c1[3], s[3];
 };
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("rasterize (cuda): ") + what + ": " + cudaGetErrorString(e));
-}
-
-template <class T>
-struct DeviceBuffer {  // stream-ordered scratch allocation
-  T* ptr = nullptr;
-  cudaStream_t s;
-  DeviceBuffer(size_t n, cudaStream_t stream) : s(stream) {
-    if (n) check(cudaMallocAsync(reinterpret_cast<void**>(&ptr), n * sizeof(T), s), "cudaMallocAsync");
-  }
-  ~DeviceBuffer() {
-    if (ptr) cudaFreeAsync(ptr, s);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
 // Exclusive scan of n counts into out[0..n] (out[n] = total); returns the total (synchronises the stream).
 long long exclusive_scan(const long long* in, long long* out, long long n, cudaStream_t s) {
   size_t temp = 0;
-  check(cub::DeviceScan::ExclusiveSum(nullptr, temp, in, out, n + 1, s), "scan (size)");
-  DeviceBuffer<unsigned char> tmp(temp, s);
-  check(cub::DeviceScan::ExclusiveSum(tmp.ptr, temp, in, out, n + 1, s), "scan");
+  check(cub::DeviceScan::ExclusiveSum(nullptr, temp, in, out, n + 1, s), kFwd, "scan (size)");
+  DeviceBuffer<unsigned char> tmp(temp, s, kFwd);
+  check(cub::DeviceScan::ExclusiveSum(tmp.ptr, temp, in, out, n + 1, s), kFwd, "scan");
   long long total = 0;
-  check(cudaMemcpyAsync(&total, out + n, sizeof(long long), cudaMemcpyDeviceToHost, s), "copy total");
-  check(cudaStreamSynchronize(s), "synchronize");
+  check(cudaMemcpyAsync(&total, out + n, sizeof(long long), cudaMemcpyDeviceToHost, s), kFwd, "copy total");
+  check(cudaStreamSynchronize(s), kFwd, "synchronize");
   return total;
 }
 
-__device__ __forceinline__ double plane(const double* v, int k, double G) {
-  switch (k) {
-    case 0: return v[2] + v[3];
-    case 1: return v[3] - kWEps;
-    case 2: return G * v[3] - v[0];
-    case 3: return G * v[3] + v[0];
-    case 4: return G * v[3] - v[1];
-    default: return G * v[3] + v[1];
-  }
-}
-
-__device__ __forceinline__ unsigned outside_bits(const double* v, double G) {
-  unsigned m = 0;
-  for (int k = 0; k < 6; ++k) m |= unsigned(!(plane(v, k, G) >= 0)) << k;
-  return m;
-}
-
-__device__ bool lex_le(const double* p, const double* q) {
-  for (int j = 0; j < 4; ++j)
-    if (p[j] != q[j]) return p[j] < q[j];
-  return true;
-}
-
-// Sutherland-Hodgman; the explicit _rn intrinsics keep nvcc from fusing into FMAs, so clipped corners are
-// bit-identical to the CPU kernel's.
-__device__ int clip_polygon(double (*poly)[4], int n, double G) {
-  double out[kMaxPoly][4];
-  for (int k = 0; k < 6 && n > 0; ++k) {
-    int m = 0;
-    for (int i = 0; i < n; ++i) {
-      const double* p = poly[i];
-      const double* q = poly[(i + 1) % n];
-      const double dp = plane(p, k, G), dq = plane(q, k, G);
-      if (dp >= 0)
-        for (int j = 0; j < 4; ++j) out[m][j] = p[j];
-      if (dp >= 0) ++m;
-      if ((dp >= 0) != (dq >= 0)) {
-        const bool keep = lex_le(p, q);
-        const double* a = keep ? p : q;
-        const double* b = keep ? q : p;
-        const double da = keep ? dp : dq, db = keep ? dq : dp;
-        const double t = __ddiv_rn(da, __dsub_rn(da, db));
-        for (int j = 0; j < 4; ++j) out[m][j] = __dadd_rn(a[j], __dmul_rn(t, __dsub_rn(b[j], a[j])));
-        ++m;
-      }
-    }
-    n = m;
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < 4; ++j) poly[i][j] = out[i][j];
-  }
-  return n;
-}
-
-__device__ __forceinline__ void snap(const double* v, double sx, double sy, long long& X, long long& Y) {
-  X = (long long)rint(__dmul_rn(__dadd_rn(__ddiv_rn(v[0], v[3]), 1.0), sx));  // rint: half to even
-  Y = (long long)rint(__dmul_rn(__dsub_rn(1.0, __ddiv_rn(v[1], v[3])), sy));
-}
-
-__device__ bool make_prim(const long long* X, const long long* Y, int tri, bool cull, int H, int W, GPrim& pr) {
-  const long long area = (X[1] - X[0]) * (Y[2] - Y[0]) - (Y[1] - Y[0]) * (X[2] - X[0]);
-  if (area == 0 || (cull && area > 0)) return false;
-  const long long half = kSubpixel / 2;
-  const long long xmin = min(X[0], min(X[1], X[2])), xmax = max(X[0], max(X[1], X[2]));
-  const long long ymin = min(Y[0], min(Y[1], Y[2])), ymax = max(Y[0], max(Y[1], Y[2]));
-  const long long x0 = max(0LL, -((half - xmin) >> kSubpixelBits)), x1 = min((long long)W - 1, (xmax - half) >> kSubpixelBits);
-  const long long y0 = max(0LL, -((half - ymin) >> kSubpixelBits)), y1 = min((long long)H - 1, (ymax - half) >> kSubpixelBits);
-  if (x0 > x1 || y0 > y1) return false;
-  const long long sg = area > 0 ? 1 : -1;
-  for (int e = 0; e < 3; ++e) {
-    const int s = e, t = (e + 1) % 3;
-    const long long a = -(Y[t] - Y[s]) * sg, b = (X[t] - X[s]) * sg;
-    const long long tl = (a > 0 || (a == 0 && b > 0)) ? 1 : 0;
-    pr.a[e] = int(a), pr.b[e] = int(b), pr.c[e] = -(a * X[s] + b * Y[s]) + tl;
-  }
-  pr.x0 = int(x0), pr.x1 = int(x1), pr.y0 = int(y0), pr.y1 = int(y1), pr.tri = tri;
-  return true;
-}
-
-// Coefficients of the original triangle (see csrc/cpu/rasterize.cpp): edge functions and the z/w plane.
-__device__ void tri_coef(const double (*v)[4], GCoef& tc, double* zw) {
-  double cr[3][3];
-  for (int i = 0; i < 3; ++i) {
-    const double* pj = v[(i + 1) % 3];
-    const double* pk = v[(i + 2) % 3];
-    cr[i][0] = pj[1] * pk[3] - pj[3] * pk[1];
-    cr[i][1] = pj[3] * pk[0] - pj[0] * pk[3];
-    cr[i][2] = pj[0] * pk[1] - pj[1] * pk[0];
-  }
-  const double det = v[0][3] * cr[0][2] + v[1][3] * cr[1][2] + v[2][3] * cr[2][2];
-  for (int q = 0; q < 3; ++q) {
-    tc.c0[q] = cr[0][q], tc.c1[q] = cr[1][q], tc.s[q] = cr[0][q] + cr[1][q] + cr[2][q];
-    zw[q] = (v[0][2] * cr[0][q] + v[1][2] * cr[1][q] + v[2][2] * cr[2][q]) / det;
-  }
-}
-
 struct SetupArgs {
-  const float* pos;   // [B, V, 4] (chunk start)
-  const int* tri;     // [T, 3]
+  const float* pos;  // [nimg, V, 4] (chunk start)
+  const int* tri;    // [T, 3]
   long long V, T;
   int nimg, H, W;
   double G;
@@ -177,36 +68,25 @@ __global__ void setup_kernel(SetupArgs a, long long* count, const long long* off
   const int img = int(gid / a.T);
   const long long t = gid % a.T;
   const int* tr = a.tri + 3 * t;
-  double v[kMaxPoly][4];
-  bool bad = false;
-  for (int k = 0; k < 3; ++k) {
-    const int idx = tr[k];
-    bad |= idx < 0 || idx >= a.V;  // validated on the host; never read out of bounds anyway
-    for (int j = 0; j < 4; ++j) v[k][j] = bad ? 0.0 : double(a.pos[(img * a.V + (bad ? 0 : idx)) * 4 + j]);
-  }
   long long n = 0;
-  const unsigned o0 = outside_bits(v[0], a.G), o1 = outside_bits(v[1], a.G), o2 = outside_bits(v[2], a.G);
-  if (!bad && !(o0 & o1 & o2)) {
-    GCoef tc;
-    double zw[3];
-    tri_coef(v, tc, zw);
-    if (isfinite(zw[0] + zw[1] + zw[2])) {
-      const double sx = double(a.W) * (kSubpixel / 2), sy = double(a.H) * (kSubpixel / 2);
-      const int np = (o0 | o1 | o2) ? clip_polygon(v, 3, a.G) : 3;
-      long long X[kMaxPoly], Y[kMaxPoly];
-      for (int c = 0; c < np; ++c) snap(v[c], sx, sy, X[c], Y[c]);
-      for (int k = 1; k + 1 < np; ++k) {
-        const long long tx[3] = {X[0], X[k], X[k + 1]}, ty[3] = {Y[0], Y[k], Y[k + 1]};
-        GPrim pr;
-        if (!make_prim(tx, ty, int(t), a.cull, a.H, a.W, pr)) continue;
-        if (out) {
-          for (int q = 0; q < 3; ++q) pr.zw[q] = zw[q];
-          pr.img = img;
-          out[offset[gid] + n] = pr;
-        }
-        ++n;
-      }
-      if (out && n) coef[gid] = tc;
+  if (triangle_ok(tr, a.V)) {  // checked by the caller; never read out of bounds anyway
+    double v[3][4];
+    for (int k = 0; k < 3; ++k)
+      for (int j = 0; j < 4; ++j) v[k][j] = double(a.pos[(img * a.V + tr[k]) * 4 + j]);
+    const Setup kind = classify(v, a.G);
+    TriCoef tc;
+    GPrim* dst = out ? out + offset[gid] : nullptr;
+    n = kind == kCulled ? 0 : setup_triangle(v, kind, a.H, a.W, a.G, a.cull, tc, [&](const Edges& e) {
+      if (!dst) return;
+      GPrim pr;
+      static_cast<Edges&>(pr) = e;
+      for (int q = 0; q < 3; ++q) pr.zw[q] = tc.zw[q];
+      pr.tri = int(t), pr.img = img;
+      *dst++ = pr;
+    });
+    if (out && n) {
+      GCoef& c = coef[gid];
+      for (int q = 0; q < 3; ++q) c.c0[q] = tc.c0[q], c.c1[q] = tc.c1[q], c.s[q] = tc.s[q];
     }
   }
   if (!out) count[gid] = n;
@@ -231,16 +111,15 @@ __global__ void raster_kernel(const GPrim* prims, const GCoef* coef, const long 
   const int img = int(tile / ntiles), tl = int(tile % ntiles);
   const int x = (tl % ntx) * kTile + int(threadIdx.x % kTile), y = (tl / ntx) * kTile + int(threadIdx.x / kTile);
   const long long PX = (long long)x * kSubpixel + kSubpixel / 2, PY = (long long)y * kSubpixel + kSubpixel / 2;
-  const double px = (x + 0.5) * (2.0 / W) - 1.0, py = 1.0 - (y + 0.5) * (2.0 / H);
+  const PixelGrid g(H, W);
+  const double px = g.px(x), py = g.py(y);
   double zbest = __longlong_as_double(0x7ff0000000000000LL);  // +inf
   int ibest = -1;
   for (long long l = start[tile]; l < start[tile + 1]; ++l) {
     const GPrim& pr = prims[list[l]];
-    bool in = true;
-    for (int e = 0; e < 3; ++e) in &= (long long)pr.a[e] * PX + (long long)pr.b[e] * PY + pr.c[e] > 0;
-    if (!in) continue;
-    const double z = pr.zw[0] * px + pr.zw[1] * py + pr.zw[2];
-    if (z < zbest || (z == zbest && pr.tri < ibest)) zbest = z, ibest = pr.tri;
+    if (!covers(pr, PX, PY)) continue;
+    const double z = plane_at(pr.zw, px, py);
+    if (nearer(z, pr.tri, zbest, ibest)) zbest = z, ibest = pr.tri;
   }
   if (x >= W || y >= H) return;
   float* o = rast + (((long long)img * H + y) * W + x) * 4;
@@ -251,94 +130,105 @@ __global__ void raster_kernel(const GPrim* prims, const GCoef* coef, const long 
     return;
   }
   const GCoef& tc = coef[(long long)img * T + ibest];
-  const double S = tc.s[0] * px + tc.s[1] * py + tc.s[2];
-  const double u = (tc.c0[0] * px + tc.c0[1] * py + tc.c0[2]) / S, v = (tc.c1[0] * px + tc.c1[1] * py + tc.c1[2]) / S;
+  double u, v, dd[4];
+  pixel_barycentrics(tc.c0, tc.c1, tc.s, px, py, g, u, v, d ? dd : nullptr);
   o[0] = float(u), o[1] = float(v), o[2] = float(zbest), o[3] = float(ibest + 1);
-  if (d) {
-    d[0] = float((tc.c0[0] - u * tc.s[0]) / S * (2.0 / W));
-    d[1] = float(-(tc.c0[1] - u * tc.s[1]) / S * (2.0 / H));
-    d[2] = float((tc.c1[0] - v * tc.s[0]) / S * (2.0 / W));
-    d[3] = float(-(tc.c1[1] - v * tc.s[1]) / S * (2.0 / H));
-  }
+  if (d) d[0] = float(dd[0]), d[1] = float(dd[1]), d[2] = float(dd[2]), d[3] = float(dd[3]);
 }
 
-__global__ void backward_kernel(const float* pos, const int* tri, long long V, long long T, int B, int H, int W,
-                                const float* rast, const float* grad_rast, float* grad_pos) {
+__global__ void backward_kernel(const float* pos, const int* tri, long long V, long long T, long long N, int H,
+                                int W, const float* rast, const float* grad_rast, float* grad_pos) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-  if (i >= (long long)B * H * W) return;
-  const int b = int(i / ((long long)H * W));
+  if (i >= N) return;
+  const long long b = i / ((long long)H * W);
   const int y = int((i / W) % H), x = int(i % W);
-  const float id = rast[i * 4 + 3];
   const float gu = grad_rast[i * 4], gv = grad_rast[i * 4 + 1], gz = grad_rast[i * 4 + 2];
-  if (!(id >= 0.5f && id < float(T) + 0.5f) || (gu == 0.f && gv == 0.f && gz == 0.f)) return;
-  const long long t = (long long)(id + 0.5f) - 1;
+  const long long t = pixel_triangle(rast + i * 4, T);
+  if (t < 0 || (gu == 0.f && gv == 0.f && gz == 0.f)) return;
   const int* tr = tri + 3 * t;
+  if (!triangle_ok(tr, V)) return;
   float v[3][4];
-  for (int k = 0; k < 3; ++k) {
-    if (tr[k] < 0 || tr[k] >= V) return;
-    for (int j = 0; j < 4; ++j) v[k][j] = pos[((long long)b * V + tr[k]) * 4 + j];
-  }
+  for (int k = 0; k < 3; ++k)
+    for (int j = 0; j < 4; ++j) v[k][j] = pos[(b * V + tr[k]) * 4 + j];
   const float* pv[3] = {v[0], v[1], v[2]};
   float g[3][4] = {};
-  const float px = (x + 0.5f) * (2.f / W) - 1.f, py = 1.f - (y + 0.5f) * (2.f / H);
-  if (!bary_backward<float>(pv, px, py, gu, gv, gz, g)) return;
+  const PixelGrid grid(H, W);
+  if (!bary_backward<float>(pv, float(grid.px(x)), float(grid.py(y)), gu, gv, gz, g)) return;
   for (int k = 0; k < 3; ++k)
-    for (int j = 0; j < 4; ++j) atomicAdd(grad_pos + ((long long)b * V + tr[k]) * 4 + j, g[k][j]);
+    for (int j = 0; j < 4; ++j) atomicAdd(grad_pos + (b * V + tr[k]) * 4 + j, g[k][j]);
 }
-
-inline unsigned blocks(long long n, int threads) { return unsigned((n + threads - 1) / threads); }
 
 }  // namespace
 
 void rasterize_forward_cuda(const RasterizeParams<float>& p, float* rast, float* db, Stream stream) {
+  check_triangle_count<float>(kFwd, p.T_);
+  if (p.H > INT_MAX || p.W > INT_MAX) throw Error(std::string(kFwd) + ": the resolution exceeds 2^31 - 1");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const int H = int(p.H), W = int(p.W);
-  const int ntx = (W + kTile - 1) / kTile, nty = (H + kTile - 1) / kTile, ntiles = ntx * nty;
+  const long long ntx = (W + kTile - 1) / kTile, nty = (H + kTile - 1) / kTile, ntiles = ntx * nty;
+  if (ntiles > cuda::kMaxGridX) throw Error(std::string(kFwd) + ": the resolution needs too many 8x8 tiles");
+  if (p.B == 0) return;
   if (p.T_ == 0) {
-    check(cudaMemsetAsync(rast, 0, sizeof(float) * p.B * H * W * 4, s), "memset");
-    if (db) check(cudaMemsetAsync(db, 0, sizeof(float) * p.B * H * W * 4, s), "memset");
+    check(cudaMemsetAsync(rast, 0, sizeof(float) * p.B * H * W * 4, s), kFwd, "memset");
+    if (db) check(cudaMemsetAsync(db, 0, sizeof(float) * p.B * H * W * 4, s), kFwd, "memset");
     return;
   }
-  const long long per_image = p.T_ * (long long)(sizeof(GPrim) + sizeof(GCoef) + 2 * sizeof(long long));
-  const int chunk = int(std::max<long long>(1, std::min<long long>(p.B, kScratchBudget / per_image)));
+  // Images per chunk: within the scratch budget (one primitive per triangle, most are not clipped), one
+  // raster block per tile within gridDim.x, and primitive ids within int (list entries).
+  const long long per_image =
+      p.T_ * (long long)(sizeof(GPrim) + sizeof(GCoef) + 2 * sizeof(long long)) + ntiles * 3 * (long long)sizeof(long long);
+  long long chunk = std::min<long long>(p.B, std::max<long long>(1, (long long)kScratchBudget / per_image));
+  chunk = std::min<long long>(chunk, std::max<long long>(1, cuda::kMaxGridX / ntiles));
+  chunk = std::min<long long>(chunk, std::max<long long>(1, INT_MAX / (p.T_ * (kMaxPoly - 2))));
   for (long long b0 = 0; b0 < p.B; b0 += chunk) {
     const int n = int(std::min<long long>(chunk, p.B - b0));
     SetupArgs a{p.pos + b0 * p.V * 4, p.tri, p.V, p.T_, n, H, W, kGuard / double(std::max(H, W)), p.cull_backfaces};
     const long long NT = n * p.T_;
-    DeviceBuffer<long long> count(NT + 1, s), offset(NT + 1, s);
-    check(cudaMemsetAsync(count.ptr + NT, 0, sizeof(long long), s), "memset");
-    setup_kernel<<<blocks(NT, 128), 128, 0, s>>>(a, count.ptr, nullptr, nullptr, nullptr);
-    check(cudaGetLastError(), "setup (count)");
+    DeviceBuffer<long long> count(NT + 1, s, kFwd), offset(NT + 1, s, kFwd);
+    check(cudaMemsetAsync(count.ptr + NT, 0, sizeof(long long), s), kFwd, "memset");
+    const unsigned setup_blocks = blocks_for(NT, 128, kFwd);
+    setup_kernel<<<setup_blocks, 128, 0, s>>>(a, count.ptr, nullptr, nullptr, nullptr);
+    check_launch(kFwd, "setup (count)");
     const long long P = exclusive_scan(count.ptr, offset.ptr, NT, s);
-    DeviceBuffer<GPrim> prims(P, s);
-    DeviceBuffer<GCoef> coef(NT, s);
-    if (P) setup_kernel<<<blocks(NT, 128), 128, 0, s>>>(a, nullptr, offset.ptr, prims.ptr, coef.ptr);
-    check(cudaGetLastError(), "setup (emit)");
+    DeviceBuffer<GPrim> prims(P, s, kFwd);
+    DeviceBuffer<GCoef> coef(NT, s, kFwd);
+    if (P) {
+      setup_kernel<<<setup_blocks, 128, 0, s>>>(a, nullptr, offset.ptr, prims.ptr, coef.ptr);
+      check_launch(kFwd, "setup (emit)");
+    }
     const long long NTL = (long long)n * ntiles;
-    DeviceBuffer<long long> tcount(NTL + 1, s), tstart(NTL + 1, s), tfill(NTL, s);
-    check(cudaMemsetAsync(tcount.ptr, 0, sizeof(long long) * (NTL + 1), s), "memset");
-    check(cudaMemsetAsync(tfill.ptr, 0, sizeof(long long) * NTL, s), "memset");
-    if (P) bin_kernel<<<blocks(P, 128), 128, 0, s>>>(prims.ptr, P, ntx, ntiles, tcount.ptr, nullptr, nullptr, nullptr);
-    check(cudaGetLastError(), "bin (count)");
+    DeviceBuffer<long long> tcount(NTL + 1, s, kFwd), tstart(NTL + 1, s, kFwd), tfill(NTL, s, kFwd);
+    check(cudaMemsetAsync(tcount.ptr, 0, sizeof(long long) * (NTL + 1), s), kFwd, "memset");
+    check(cudaMemsetAsync(tfill.ptr, 0, sizeof(long long) * NTL, s), kFwd, "memset");
+    if (P) {
+      bin_kernel<<<blocks_for(P, 128, kFwd), 128, 0, s>>>(prims.ptr, P, int(ntx), int(ntiles), tcount.ptr, nullptr,
+                                                          nullptr, nullptr);
+      check_launch(kFwd, "bin (count)");
+    }
     const long long L = exclusive_scan(tcount.ptr, tstart.ptr, NTL, s);
-    DeviceBuffer<int> list(L, s);
-    if (L) bin_kernel<<<blocks(P, 128), 128, 0, s>>>(prims.ptr, P, ntx, ntiles, nullptr, tstart.ptr, tfill.ptr, list.ptr);
-    check(cudaGetLastError(), "bin (fill)");
-    raster_kernel<<<unsigned(NTL), kTile * kTile, 0, s>>>(prims.ptr, coef.ptr, tstart.ptr, list.ptr, p.T_, H, W, ntx,
-                                                          ntiles, rast + b0 * H * W * 4, db ? db + b0 * H * W * 4 : nullptr);
-    check(cudaGetLastError(), "raster");
+    DeviceBuffer<int> list(L, s, kFwd);
+    if (L) {
+      bin_kernel<<<blocks_for(P, 128, kFwd), 128, 0, s>>>(prims.ptr, P, int(ntx), int(ntiles), nullptr, tstart.ptr,
+                                                          tfill.ptr, list.ptr);
+      check_launch(kFwd, "bin (fill)");
+    }
+    raster_kernel<<<unsigned(NTL), kTile * kTile, 0, s>>>(prims.ptr, coef.ptr, tstart.ptr, list.ptr, p.T_, H, W,
+                                                          int(ntx), int(ntiles), rast + b0 * H * W * 4,
+                                                          db ? db + b0 * H * W * 4 : nullptr);
+    check_launch(kFwd, "raster");
   }
 }
 
 void rasterize_backward_cuda(const RasterizeParams<float>& p, const float* rast, const float* grad_rast,
                              float* grad_pos, Stream stream) {
+  if (p.H > INT_MAX || p.W > INT_MAX) throw Error(std::string(kBwd) + ": the resolution exceeds 2^31 - 1");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  check(cudaMemsetAsync(grad_pos, 0, sizeof(float) * p.B * p.V * 4, s), "memset");
+  check(cudaMemsetAsync(grad_pos, 0, sizeof(float) * p.B * p.V * 4, s), kBwd, "memset");
   const long long N = p.B * p.H * p.W;
   if (N == 0 || p.T_ == 0) return;
-  backward_kernel<<<blocks(N, 256), 256, 0, s>>>(p.pos, p.tri, p.V, p.T_, int(p.B), int(p.H), int(p.W), rast,
-                                                 grad_rast, grad_pos);
-  check(cudaGetLastError(), "backward");
+  backward_kernel<<<blocks_for(N, 256, kBwd), 256, 0, s>>>(p.pos, p.tri, p.V, p.T_, N, int(p.H), int(p.W), rast,
+                                                           grad_rast, grad_pos);
+  check_launch(kBwd, "backward");
 }
 
 }  // namespace facecore

@@ -2,20 +2,16 @@
 // Face normals are scattered to their corners with atomics (the GPU's natural reduction; the
 // summation order, and so the last bit, can vary between runs). Faces are validated in Python;
 // kernels skip faces with an out-of-range index instead of reading out of bounds.
-#include <cuda_runtime.h>
-
 #include <algorithm>
 
-#include <string>
-
+#include "cuda_common.cuh"
 #include "facecore/vertex_normals.h"
 
 namespace facecore {
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string(what) + ": " + cudaGetErrorString(e));
-}
+using cuda::check;
+using cuda::check_launch;
 
 __device__ inline bool face_ok(const int32_t* t, int64_t V) {
   return t[0] >= 0 && t[0] < V && t[1] >= 0 && t[1] < V && t[2] >= 0 && t[2] < V;
@@ -98,12 +94,13 @@ __global__ void scatter_grad_kernel(VertexNormalsParams<float> p, const float* _
 
 constexpr int kThreads = 256;
 
-unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
-
-// Launches a per-face kernel over the batch in chunks of at most 65535 (grid.y limit).
+// Launches a per-face kernel over the batch in chunks of at most 65535 (grid.y limit), checking each launch.
 template <class Launch>
-void per_batch_chunks(int64_t B, Launch&& launch) {
-  for (int64_t b0 = 0; b0 < B; b0 += 65535) launch(b0, std::min<int64_t>(65535, B - b0));
+void per_batch_chunks(int64_t B, const char* fn, const char* kernel, Launch&& launch) {
+  for (int64_t b0 = 0; b0 < B; b0 += cuda::kMaxGridYZ) {
+    launch(b0, std::min<int64_t>(cuda::kMaxGridYZ, B - b0));
+    check_launch(fn, kernel);
+  }
 }
 
 VertexNormalsParams<float> slice(const VertexNormalsParams<float>& p, int64_t b0, int64_t nb) {
@@ -116,38 +113,40 @@ VertexNormalsParams<float> slice(const VertexNormalsParams<float>& p, int64_t b0
 }  // namespace
 
 void vertex_normals_forward_cuda(const VertexNormalsParams<float>& p, float* normals, Stream stream) {
+  const char* fn = "vertex_normals_forward";
   auto s = (cudaStream_t)stream;
   const int64_t n = p.B * p.V;
-  check(cudaMemsetAsync(normals, 0, sizeof(float) * n * 3, s), "vertex_normals_forward_cuda");
+  check(cudaMemsetAsync(normals, 0, sizeof(float) * n * 3, s), fn, "memset");
   if (n == 0) return;
-  if (p.F > 0)
-    per_batch_chunks(p.B, [&](int64_t b0, int64_t nb) {
-      accumulate_kernel<<<dim3(blocks_for(p.F), unsigned(nb)), kThreads, 0, s>>>(slice(p, b0, nb),
-                                                                               normals + b0 * p.V * 3);
+  if (p.F > 0) {
+    const unsigned face_blocks = cuda::blocks_for(p.F, kThreads, fn);
+    per_batch_chunks(p.B, fn, "accumulate", [&](int64_t b0, int64_t nb) {
+      accumulate_kernel<<<dim3(face_blocks, unsigned(nb)), kThreads, 0, s>>>(slice(p, b0, nb), normals + b0 * p.V * 3);
     });
-  normalize_kernel<<<blocks_for(n), kThreads, 0, s>>>(n, p.eps, normals);
-  check(cudaGetLastError(), "vertex_normals_forward_cuda");
+  }
+  normalize_kernel<<<cuda::blocks_for(n, kThreads, fn), kThreads, 0, s>>>(n, p.eps, normals);
+  check_launch(fn, "normalize");
 }
 
 void vertex_normals_backward_cuda(const VertexNormalsParams<float>& p, const float* grad_normals,
                                   float* grad_verts, Stream stream) {
+  const char* fn = "vertex_normals_backward";
   auto s = (cudaStream_t)stream;
   const int64_t n = p.B * p.V;
-  check(cudaMemsetAsync(grad_verts, 0, sizeof(float) * n * 3, s), "vertex_normals_backward_cuda");
+  check(cudaMemsetAsync(grad_verts, 0, sizeof(float) * n * 3, s), fn, "memset");
   if (n == 0 || p.F == 0) return;
-  float* m = nullptr;
-  check(cudaMallocAsync(&m, sizeof(float) * n * 3, s), "vertex_normals_backward_cuda: workspace");
-  check(cudaMemsetAsync(m, 0, sizeof(float) * n * 3, s), "vertex_normals_backward_cuda");
-  per_batch_chunks(p.B, [&](int64_t b0, int64_t nb) {
-    accumulate_kernel<<<dim3(blocks_for(p.F), unsigned(nb)), kThreads, 0, s>>>(slice(p, b0, nb), m + b0 * p.V * 3);
+  const unsigned face_blocks = cuda::blocks_for(p.F, kThreads, fn);
+  cuda::DeviceBuffer<float> m(size_t(n) * 3, s, fn);  // freed on every path out, exceptions included
+  check(cudaMemsetAsync(m.ptr, 0, sizeof(float) * n * 3, s), fn, "memset");
+  per_batch_chunks(p.B, fn, "accumulate", [&](int64_t b0, int64_t nb) {
+    accumulate_kernel<<<dim3(face_blocks, unsigned(nb)), kThreads, 0, s>>>(slice(p, b0, nb), m.ptr + b0 * p.V * 3);
   });
-  grad_m_kernel<<<blocks_for(n), kThreads, 0, s>>>(n, p.eps, grad_normals, m);
-  per_batch_chunks(p.B, [&](int64_t b0, int64_t nb) {
-    scatter_grad_kernel<<<dim3(blocks_for(p.F), unsigned(nb)), kThreads, 0, s>>>(
-        slice(p, b0, nb), m + b0 * p.V * 3, grad_verts + b0 * p.V * 3);
+  grad_m_kernel<<<cuda::blocks_for(n, kThreads, fn), kThreads, 0, s>>>(n, p.eps, grad_normals, m.ptr);
+  check_launch(fn, "grad_m");
+  per_batch_chunks(p.B, fn, "scatter_grad", [&](int64_t b0, int64_t nb) {
+    scatter_grad_kernel<<<dim3(face_blocks, unsigned(nb)), kThreads, 0, s>>>(slice(p, b0, nb), m.ptr + b0 * p.V * 3,
+                                                                            grad_verts + b0 * p.V * 3);
   });
-  check(cudaGetLastError(), "vertex_normals_backward_cuda");
-  check(cudaFreeAsync(m, s), "vertex_normals_backward_cuda: workspace");
 }
 
 }  // namespace facecore

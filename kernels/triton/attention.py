@@ -14,12 +14,15 @@ the scale) and stores O and lse. Backward recomputes P = exp(S - lse):
             that requires grad; the bias itself is already that size).
 Conventions are those of facecore.reference.attention: causal aligned bottom-right (query i sees
 keys j <= i + Lk - Lq), key_padding_mask True = padding, query head h reads kv head h // (Hq // Hkv),
-fully masked rows give O = 0, lse = -inf and zero gradients. Any Lq, Lk >= 1 and D <= 256 (D is
-padded to a power of two >= 16 inside the kernel, with masked loads). float32 inputs use IEEE fp32
-matrix products (no TF32), float16/bfloat16 accumulate in float32.
+fully masked rows give O = 0, lse = -inf and zero gradients; padding keys' K/V rows are read as
+zeros and get exactly zero gradient (NaN/inf there never reaches a real row); a NaN query gives a
+NaN row of its own. Any Lq, Lk >= 1 and D <= 256 (D is padded to a power of two >= 16 inside the
+kernel, with masked loads). float32 inputs use IEEE fp32 matrix products (no TF32),
+float16/bfloat16 accumulate in float32.
 
 Block sizes are autotuned on GPU; under TRITON_INTERPRET=1 (CPU interpreter) one small fixed
-configuration is used.
+configuration is used, and FACECORE_TRITON_AUTOTUNE=0 pins one GPU configuration (64 x 64 tiles, valid
+for every D) so that a correctness run compiles each kernel once instead of once per candidate.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import triton.language as tl
 import triton
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+_NO_AUTOTUNE = os.environ.get("FACECORE_TRITON_AUTOTUNE", "1") == "0"
 LOG2E = 1.4426950408889634
 MAX_D = 256
 
@@ -39,6 +43,8 @@ MAX_D = 256
 def _configs(fwd: bool):
     if _INTERPRET:
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
+    if _NO_AUTOTUNE:
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=2)]
     out = []
     for bm, bn in ([(128, 64), (128, 32), (64, 64), (64, 32), (128, 128)] if fwd
                    else [(64, 64), (128, 64), (64, 32), (32, 64), (32, 32)]):
@@ -56,10 +62,21 @@ def _prune(configs, named_args, **kwargs):
 
 
 @triton.jit
+def _key_ok(Kpm, kpm_off, cols, Lk, HAS_KPM: tl.constexpr):
+    """Keys that exist and are not padding. K and V rows are loaded through this mask, so padding rows
+    read as zeros: NaN/inf held by padding keys never meets P = 0 as 0 * NaN."""
+    ok = cols < Lk
+    if HAS_KPM:
+        ok = ok & (tl.load(Kpm + kpm_off + cols, mask=ok, other=1) == 0)
+    return ok
+
+
+@triton.jit
 def _scores(qk, Bias, bias_off, Kpm, kpm_off, rows, cols, Lq, Lk, qk_scale,
             HAS_BIAS: tl.constexpr, HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr,
             sb_i, sb_j):
-    """Scores in base 2 for a [rows x cols] tile (rows/cols may be a column/row vector): masked -> -inf."""
+    """Scores in base 2 for a [rows x cols] tile (rows/cols may be a column/row vector): masked -> -inf,
+    a select (masked_fill), so a NaN bias or key at a masked position leaves no trace."""
     s = qk * qk_scale
     valid = (cols < Lk) & (rows < Lq)
     if HAS_BIAS:
@@ -100,7 +117,8 @@ def _fwd(Q, K, V, Bias, Kpm, Out, Lse,
         hi = tl.minimum(Lk, (pid_m + 1) * BLOCK_M + (Lk - Lq))
     for start in range(0, hi, BLOCK_N):
         cols = start + nn
-        kt = tl.load(kbase + cols[None, :] * D + dd[:, None], mask=(cols[None, :] < Lk) & (dd[:, None] < D),
+        kv_ok = _key_ok(Kpm, b * Lk, cols, Lk, HAS_KPM)
+        kt = tl.load(kbase + cols[None, :] * D + dd[:, None], mask=kv_ok[None, :] & (dd[:, None] < D),
                      other=0.0)
         s = _scores(tl.dot(q, kt, input_precision=DOT_PREC), Bias, bias_off, Kpm, b * Lk,
                     rows[:, None], cols[None, :], Lq, Lk, qk_scale, HAS_BIAS, HAS_KPM, CAUSAL, sb_i, sb_j)
@@ -109,13 +127,15 @@ def _fwd(Q, K, V, Bias, Kpm, Out, Lse,
         p = tl.math.exp2(s - m_safe[:, None])
         alpha = tl.math.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(vbase + cols[:, None] * D + dd[None, :], mask=(cols[:, None] < Lk) & (dd[None, :] < D),
+        v = tl.load(vbase + cols[:, None] * D + dd[None, :], mask=kv_ok[:, None] & (dd[None, :] < D),
                     other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
         m_i = m_new
-    ok = l_i > 0.0
-    out = acc / tl.where(ok, l_i, 1.0)[:, None]
-    lse = tl.where(ok, (m_i + tl.math.log2(tl.where(ok, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
+    # l_i is 0 for a fully masked row (O = 0, lse = -inf) and NaN for a NaN query (O = lse = NaN).
+    masked = l_i == 0.0
+    out = acc / tl.where(masked, 1.0, l_i)[:, None]
+    lse = tl.where(masked, float("-inf"),
+                   (m_i + tl.math.log2(tl.where(masked, 1.0, l_i))) * 0.6931471805599453)
     tl.store(Out + (bh * Lq + rows[:, None]) * D + dd[None, :], out.to(Out.dtype.element_ty),
              mask=(rows[:, None] < Lq) & (dd[None, :] < D))
     tl.store(Lse + bh * Lq + rows, lse, mask=rows < Lq)
@@ -136,7 +156,8 @@ def _bwd_dkdv(Q, K, V, Bias, Kpm, dO, Lse, Delta, dK, dV, dBias,
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     dd = tl.arange(0, BLOCK_D)
     mm = tl.arange(0, BLOCK_M)
-    kv_mask = (cols[:, None] < Lk) & (dd[None, :] < D)
+    kv_ok = _key_ok(Kpm, b * Lk, cols, Lk, HAS_KPM)
+    kv_mask = kv_ok[:, None] & (dd[None, :] < D)
     k = tl.load(K + (bkv * Lk + cols[:, None]) * D + dd[None, :], mask=kv_mask, other=0.0)
     v = tl.load(V + (bkv * Lk + cols[:, None]) * D + dd[None, :], mask=kv_mask, other=0.0)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
@@ -169,9 +190,11 @@ def _bwd_dkdv(Q, K, V, Bias, Kpm, dO, Lse, Delta, dK, dV, dBias,
             if BIAS_GRAD:
                 tl.store(dBias + (bh * Lq + rows[None, :]) * Lk + cols[:, None], dsT,
                          mask=(rows[None, :] < Lq) & (cols[:, None] < Lk))
+    # Padding keys get exactly zero gradient (masked_fill semantics), even next to a NaN query row.
     kv_off = (bkv * Lk + cols[:, None]) * D + dd[None, :]
-    tl.store(dK + kv_off, (dk * scale).to(dK.dtype.element_ty), mask=kv_mask)
-    tl.store(dV + kv_off, dv.to(dV.dtype.element_ty), mask=kv_mask)
+    st_mask = (cols[:, None] < Lk) & (dd[None, :] < D)
+    tl.store(dK + kv_off, tl.where(kv_mask, dk * scale, 0.0).to(dK.dtype.element_ty), mask=st_mask)
+    tl.store(dV + kv_off, tl.where(kv_mask, dv, 0.0).to(dV.dtype.element_ty), mask=st_mask)
 
 
 @triton.autotune(configs=_configs(False), key=["Lq", "Lk", "BLOCK_D", "HAS_BIAS", "CAUSAL"],
@@ -204,7 +227,7 @@ def _bwd_dq(Q, K, V, Bias, Kpm, dO, Lse, Delta, dQ,
         hi = tl.minimum(Lk, (pid_m + 1) * BLOCK_M + (Lk - Lq))
     for start in range(0, hi, BLOCK_N):
         cols = start + nn
-        kv_mask = (cols[:, None] < Lk) & (dd[None, :] < D)
+        kv_mask = _key_ok(Kpm, b * Lk, cols, Lk, HAS_KPM)[:, None] & (dd[None, :] < D)
         k = tl.load(kbase + cols[:, None] * D + dd[None, :], mask=kv_mask, other=0.0)
         v = tl.load(vbase + cols[:, None] * D + dd[None, :], mask=kv_mask, other=0.0)
         s = _scores(tl.dot(q, tl.trans(k), input_precision=DOT_PREC), Bias, bias_off, Kpm, b * Lk,

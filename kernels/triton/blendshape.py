@@ -22,23 +22,29 @@ ROWS = 16   # batch rows per program
 
 
 @triton.jit
-def _entry(deltas, block_ptr, block_shape, j, t, V, SPARSE: tl.constexpr):
-    """Shape index and start offset of entry t of vertex block j."""
+def _entry(block_shape, first, j, t, K, V, SPARSE: tl.constexpr):
+    """Shape index (clamped into [0, K)), start offset and whether the stored index was in [0, K), for
+    entry t of vertex block j. Callers zero the weight of an invalid entry with a select."""
     if SPARSE:
-        e = tl.load(block_ptr + j).to(tl.int64) + t
+        e = first + t
         k = tl.load(block_shape + e).to(tl.int64)
         base = e * 96
     else:
         k = tl.full((), 0, tl.int64) + t
         base = (k * V + j * 32) * 3
-    return k, base
+    return tl.minimum(tl.maximum(k, 0), K - 1), base, (k >= 0) & (k < K)
 
 
 @triton.jit
-def _num_entries(block_ptr, j, K, SPARSE: tl.constexpr):
+def _entries(block_ptr, j, K, NNZB, SPARSE: tl.constexpr):
+    """(first entry, number of entries) of vertex block j. The sparse structure is validated on the
+    host (SparseDeltas), but a custom op can be called with anything: clamped into [0, NNZB] so that a
+    bad block_ptr can never index outside the stored entries."""
     if SPARSE:
-        return tl.load(block_ptr + j + 1) - tl.load(block_ptr + j)
-    return K
+        lo = tl.minimum(tl.maximum(tl.load(block_ptr + j).to(tl.int64), 0), NNZB)
+        hi = tl.minimum(tl.maximum(tl.load(block_ptr + j + 1).to(tl.int64), lo), NNZB)
+        return lo, hi - lo
+    return tl.full((), 0, tl.int64), K
 
 
 @triton.jit
@@ -60,7 +66,7 @@ def _rotate_about(rot, piv, ridx, gidx, mask, x, y, z):
 
 @triton.jit
 def _forward_kernel(weights, neutral, deltas, block_ptr, block_shape, rot, piv, group, out,
-                    B, K, V, G,
+                    B, K, V, G, NNZB,
                     SPARSE: tl.constexpr, RIGID: tl.constexpr, ROWS_: tl.constexpr):
     j = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64) * ROWS_ + tl.arange(0, ROWS_).to(tl.int64)  # [R]
@@ -72,10 +78,10 @@ def _forward_kernel(weights, neutral, deltas, block_ptr, block_shape, rot, piv, 
     y = tl.load(neutral + v * 3 + 1, mask=vmask, other=0.0)[None, :] + tl.zeros((ROWS_, 32), tl.float32)
     z = tl.load(neutral + v * 3 + 2, mask=vmask, other=0.0)[None, :] + tl.zeros((ROWS_, 32), tl.float32)
     lane = tl.arange(0, 32).to(tl.int64)
-    n = _num_entries(block_ptr, j, K, SPARSE)
+    first, n = _entries(block_ptr, j, K, NNZB, SPARSE)
     for t in range(0, n):
-        k, base = _entry(deltas, block_ptr, block_shape, j, t, V, SPARSE)
-        w = tl.load(weights + b * K + k, mask=bmask, other=0.0)[:, None]  # [R, 1]
+        k, base, k_ok = _entry(block_shape, first, j, t, K, V, SPARSE)
+        w = tl.where(k_ok, tl.load(weights + b * K + k, mask=bmask, other=0.0), 0.0)[:, None]  # [R, 1]
         dx = tl.load(deltas + base + lane * 3 + 0, mask=vmask, other=0.0)[None, :]
         dy = tl.load(deltas + base + lane * 3 + 1, mask=vmask, other=0.0)[None, :]
         dz = tl.load(deltas + base + lane * 3 + 2, mask=vmask, other=0.0)[None, :]
@@ -98,7 +104,7 @@ def _forward_kernel(weights, neutral, deltas, block_ptr, block_shape, rot, piv, 
 
 
 @triton.jit
-def _grad_weights_kernel(deltas, block_ptr, block_shape, grad_out, grad_weights, B, K, V,
+def _grad_weights_kernel(deltas, block_ptr, block_shape, grad_out, grad_weights, B, K, V, NNZB,
                          SPARSE: tl.constexpr, ROWS_: tl.constexpr):
     """grad_weights[b, k] += <grad_out[b, block j], deltas[entry]> (grad_weights zeroed)."""
     j = tl.program_id(0).to(tl.int64)
@@ -112,25 +118,25 @@ def _grad_weights_kernel(deltas, block_ptr, block_shape, grad_out, grad_weights,
     gy = tl.load(go + 1, mask=m2, other=0.0)
     gz = tl.load(go + 2, mask=m2, other=0.0)
     lane = tl.arange(0, 32).to(tl.int64)
-    n = _num_entries(block_ptr, j, K, SPARSE)
+    first, n = _entries(block_ptr, j, K, NNZB, SPARSE)
     for t in range(0, n):
-        k, base = _entry(deltas, block_ptr, block_shape, j, t, V, SPARSE)
+        k, base, k_ok = _entry(block_shape, first, j, t, K, V, SPARSE)
         dx = tl.load(deltas + base + lane * 3 + 0, mask=vmask, other=0.0)[None, :]
         dy = tl.load(deltas + base + lane * 3 + 1, mask=vmask, other=0.0)[None, :]
         dz = tl.load(deltas + base + lane * 3 + 2, mask=vmask, other=0.0)[None, :]
         s = tl.sum(gx * dx + gy * dy + gz * dz, axis=1)  # [R]
-        tl.atomic_add(grad_weights + b * K + k, s, mask=bmask)
+        tl.atomic_add(grad_weights + b * K + k, tl.where(k_ok, s, 0.0), mask=bmask)
 
 
 @triton.jit
-def _grad_deltas_kernel(weights, block_ptr, block_shape, grad_out, grad_deltas, B, K, V,
+def _grad_deltas_kernel(weights, block_ptr, block_shape, grad_out, grad_deltas, B, K, V, NNZB,
                         SPARSE: tl.constexpr, ROWS_: tl.constexpr):
     """grad_deltas[entry] = sum_b weights[b, k] grad_out[b, block j]; one program per (block, entry)."""
     j = tl.program_id(0).to(tl.int64)
     t = tl.program_id(1)
-    n = _num_entries(block_ptr, j, K, SPARSE)
+    first, n = _entries(block_ptr, j, K, NNZB, SPARSE)
     if t < n:
-        k, base = _entry(grad_deltas, block_ptr, block_shape, j, t, V, SPARSE)
+        k, base, k_ok = _entry(block_shape, first, j, t, K, V, SPARSE)
         lane = tl.arange(0, 32).to(tl.int64)
         v = j * 32 + lane
         vmask = v < V
@@ -141,7 +147,7 @@ def _grad_deltas_kernel(weights, block_ptr, block_shape, grad_out, grad_deltas, 
             b = b0 + tl.arange(0, ROWS_).to(tl.int64)
             bmask = b < B
             m2 = bmask[:, None] & vmask[None, :]
-            w = tl.load(weights + b * K + k, mask=bmask, other=0.0)[:, None]
+            w = tl.where(k_ok, tl.load(weights + b * K + k, mask=bmask, other=0.0), 0.0)[:, None]
             go = grad_out + (b[:, None] * V + v[None, :]) * 3
             ax += tl.sum(w * tl.load(go + 0, mask=m2, other=0.0), axis=0)
             ay += tl.sum(w * tl.load(go + 1, mask=m2, other=0.0), axis=0)
@@ -252,7 +258,7 @@ def _forward(weights, neutral, deltas, block_ptr, block_shape, out, rigid=None) 
         rot, piv, group = rigid
         G = rot.shape[1]
     grid = (triton.cdiv(V, BLOCK), _grid_rows(B))
-    _forward_kernel[grid](weights, neutral, deltas, bp, bs, rot, piv, group, out, B, K, V, G,
+    _forward_kernel[grid](weights, neutral, deltas, bp, bs, rot, piv, group, out, B, K, V, G, bs.shape[0],
                           SPARSE=sparse, RIGID=rigid is not None, ROWS_=ROWS)
 
 
@@ -278,12 +284,12 @@ def blendshape_backward(weights, neutral, deltas, block_ptr, block_shape, grad_o
         grad_weights.zero_()
         if B > 0 and nblk > 0:
             _grad_weights_kernel[(nblk, _grid_rows(B))](deltas, bp, bs, grad_out, grad_weights, B, K, V,
-                                                        SPARSE=sparse, ROWS_=ROWS)
+                                                        bs.shape[0], SPARSE=sparse, ROWS_=ROWS)
     if grad_deltas is not None:
         if B == 0:
             grad_deltas.zero_()
         elif nblk > 0 and K > 0:
-            _grad_deltas_kernel[(nblk, K)](weights, bp, bs, grad_out, grad_deltas, B, K, V,
+            _grad_deltas_kernel[(nblk, K)](weights, bp, bs, grad_out, grad_deltas, B, K, V, bs.shape[0],
                                            SPARSE=sparse, ROWS_=ROWS)
 
 

@@ -11,6 +11,11 @@ Backward recomputes each logits tile from ``lse`` and forms ``d = g (onehot - ex
 program per vocab tile) accumulates ``dweight = d^T @ hidden`` and ``dbias = sum_n d``. Each output
 tile has exactly one writing program (no atomics, deterministic). Statistics and accumulators are
 float32 for every input dtype; float32 dots use IEEE precision (no TF32) to match the reference.
+``logp`` is returned in float32 for every input dtype (a half-precision sequence sum loses the margin).
+
+Ignored rows (``targets == ignore_index``) and padding rows never load their hidden row (masked to 0)
+and their ``d`` is *selected* to 0, never multiplied by a 0 mask: their stored ``lse`` is 0, so
+``exp(logits - lse)`` may be inf and ``0 * inf`` would put NaN into ``dhidden``/``dweight``/``dbias``.
 Runs under ``TRITON_INTERPRET=1`` on the CPU for the tests.
 """
 
@@ -73,6 +78,7 @@ def _fwd(
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     rmask = rows < N
     tgt = tl.load(t_ptr + rows, mask=rmask, other=ignore_index)
+    valid = rmask & (tgt != ignore_index)  # ignored rows' hidden is never read (may hold inf)
     m = tl.full([BLOCK_N], float("-inf"), dtype=tl.float32)
     s = tl.zeros([BLOCK_N], dtype=tl.float32)
     picked = tl.zeros([BLOCK_N], dtype=tl.float32)
@@ -80,7 +86,7 @@ def _fwd(
         cols = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
         cmask = cols < V
         logits = _logits_tile(
-            h_ptr, w_ptr, b_ptr, rows, cols, rmask, cmask, H, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H, PREC
+            h_ptr, w_ptr, b_ptr, rows, cols, valid, cmask, H, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H, PREC
         )
         logits = tl.where(cmask[None, :], logits, float("-inf"))
         picked += tl.sum(tl.where(cols[None, :] == tgt[:, None], logits, 0.0), 1)
@@ -88,7 +94,6 @@ def _fwd(
         s = s * tl.exp(m - m_new) + tl.sum(tl.exp(logits - m_new[:, None]), 1)
         m = m_new
     lse = m + tl.log(s)
-    valid = rmask & (tgt != ignore_index)
     tl.store(logp_ptr + rows, tl.where(valid, picked - lse, 0.0), mask=rmask)
     tl.store(lse_ptr + rows, tl.where(valid, lse, 0.0), mask=rmask)
 
@@ -113,17 +118,20 @@ def _dlogits(
     BLOCK_H: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """d = g (onehot - softmax) for a [BLOCK_N, BLOCK_V] tile; 0 outside the valid rows/cols."""
+    """d = g (onehot - softmax) for a [BLOCK_N, BLOCK_V] tile; 0 outside the valid rows/cols.
+
+    Selects, not products with a mask: an invalid row has lse = 0, so its p may be inf (large bias).
+    """
     tgt = tl.load(t_ptr + rows, mask=rmask, other=ignore_index)
     valid = rmask & (tgt != ignore_index)
-    g = tl.where(valid, tl.load(g_ptr + rows, mask=rmask, other=0.0).to(tl.float32), 0.0)
-    lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
+    g = tl.load(g_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+    lse = tl.load(lse_ptr + rows, mask=valid, other=0.0)
     logits = _logits_tile(
-        h_ptr, w_ptr, b_ptr, rows, cols, rmask, cmask, H, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H, PREC
+        h_ptr, w_ptr, b_ptr, rows, cols, valid, cmask, H, HAS_BIAS, BLOCK_N, BLOCK_V, BLOCK_H, PREC
     )
-    p = tl.where(cmask[None, :], tl.exp(logits - lse[:, None]), 0.0)
+    p = tl.exp(tl.where(valid[:, None] & cmask[None, :], logits - lse[:, None], float("-inf")))
     onehot = tl.where(cols[None, :] == tgt[:, None], 1.0, 0.0)
-    return g[:, None] * (onehot - p)
+    return tl.where(valid[:, None] & cmask[None, :], g[:, None] * (onehot - p), 0.0)
 
 
 @triton.jit
@@ -232,11 +240,13 @@ def _bwd_weight(
         if NEED_B:
             db += tl.sum(d, 0)
         if NEED_W:
+            # d is 0 on ignored rows, but 0 * inf is NaN in the dot: do not load their hidden at all
+            valid = rmask & (tl.load(t_ptr + rows, mask=rmask, other=ignore_index) != ignore_index)
             for k0 in range(0, H, BLOCK_H):
                 ks = k0 + tl.arange(0, BLOCK_H)
                 kmask = ks < H
                 h = tl.load(
-                    h_ptr + rows[:, None] * H + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0
+                    h_ptr + rows[:, None] * H + ks[None, :], mask=valid[:, None] & kmask[None, :], other=0.0
                 )
                 out = dw_ptr + cols[:, None] * H + ks[None, :]
                 omask = cmask[:, None] & kmask[None, :]
@@ -264,13 +274,14 @@ def forward(
     targets: torch.Tensor,
     ignore_index: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logp [N] in hidden's dtype, lse [N] float32)``; inputs contiguous, targets int64 (validated)."""
+    """``(logp [N] float32, lse [N] float32)`` for every input dtype; inputs contiguous, targets int64
+    (validated)."""
     N, H = hidden.shape
     V = weight.shape[0]
     logp = torch.empty(N, dtype=torch.float32, device=hidden.device)
     lse = torch.empty(N, dtype=torch.float32, device=hidden.device)
     if N == 0:
-        return logp.to(hidden.dtype), lse
+        return logp, lse
     cfg = _config(hidden)
     grid = (triton.cdiv(N, cfg["BLOCK_N"]),)
     _fwd[grid](
@@ -287,7 +298,7 @@ def forward(
         HAS_BIAS=bias is not None,
         **cfg,
     )
-    return logp.to(hidden.dtype), lse
+    return logp, lse
 
 
 def backward(

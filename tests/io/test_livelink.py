@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import warnings
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 
 from facecore import arkit
 from facecore.io import FormatError, Track, format_timecode, parse_timecode, read_csv, write_csv
+
+from ..conftest import SHARED_DATA
 
 HEADER = "Timecode,BlendShapeCount," + ",".join(arkit.NAMES)
 
@@ -73,6 +76,11 @@ def test_bad_timecodes():
     assert parse_timecode("00:00:00:61.000", strict=False) == pytest.approx(61 / 60)
     with pytest.raises(ValueError, match="< 60"):
         parse_timecode("00:61:00:00")
+    # Endless digits are no timecode (they used to overflow the float: a bare OverflowError).
+    for bad in ("9" * 400 + ":00:00:00", "00:00:00:" + "9" * 400, "00:00:00:00." + "9" * 5000):
+        with pytest.raises(ValueError, match="bad timecode") as info:
+            parse_timecode(bad, strict=False)
+        assert len(str(info.value)) < 200
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -91,6 +99,20 @@ def test_example_file(keyframeface_dir):
     out = io.StringIO()
     write_csv(out, track, count_header="BlendshapeCount")
     assert out.getvalue() == path.read_text()
+
+
+REAL_EXPORT = SHARED_DATA / "livelinkface" / "alex_rom_3.csv"
+
+
+def test_real_live_link_face_export():
+    if not REAL_EXPORT.is_file():
+        pytest.skip(f"real Live Link Face export not found at {REAL_EXPORT}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        track = read_csv(REAL_EXPORT)
+    lines = [ln for ln in REAL_EXPORT.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    assert len(track) == len(lines) - 1 and track.params.shape[1] == 61
+    assert np.isfinite(track.params).all() and track.fps == 30.0 and track.params[:, 52:].any()
 
 
 def test_columns_are_matched_by_name(rng):
@@ -204,7 +226,7 @@ def test_bad_headers():
     typo = HEADER.replace("JawOpen", "JawOpne")
     with pytest.raises(FormatError, match=r":1: column 20: unknown ARKit channel name 'JawOpne'; did you"):
         read_csv(csv_text(typo, [GOOD]))
-    with pytest.warns(UserWarning, match="ignored unknown column 'JawOpne'.*filled absent channel.*JawOpen"):
+    with pytest.warns(UserWarning, match="ignored 1 unknown column.*'JawOpne'.*filled absent.*JawOpen"):
         assert read_csv(csv_text(typo, [GOOD]), strict=False).params.shape == (1, 61)
     short = HEADER.replace(",CheekPuff", "")
     with pytest.raises(FormatError, match=r"header lacks 1 channel\(s\): CheekPuff"):
@@ -219,6 +241,56 @@ def test_bad_headers():
         read_csv(io.StringIO(""))
     with pytest.raises(FileNotFoundError):
         read_csv("/nonexistent/take.csv")
+
+
+def test_values_beyond_float32_are_refused():
+    # 1e39 is finite as a Python float but inf as float32: it used to pass the check and turn into inf.
+    for text in ("1e39", "-3.5e38", "1" + "0" * 400):
+        bad = csv_text(HEADER, [GOOD, row("00:00:00:01.000", ["0"] * 17 + [text] + ["0"] * 43)])
+        with pytest.raises(FormatError, match=r":3: column 'JawOpen': .* is (beyond float32's|not finite)"):
+            read_csv(bad)
+        bad.seek(0)
+        with pytest.warns(UserWarning, match="skipped 1 malformed row"):
+            assert len(read_csv(bad, strict=False)) == 1
+    top = read_csv(csv_text(HEADER, [row("00:00:00:00.000", ["3.4e38"] + ["0"] * 60)]))
+    assert np.isfinite(top.params).all() and top.params[0, 0] == np.float32(3.4e38)
+
+
+def test_undecodable_bytes_and_csv_errors_name_the_line(tmp_path):
+    p = tmp_path / "take.csv"
+    p.write_bytes((HEADER + "\n" + GOOD + "\n").encode() + GOOD.encode()[:40] + b"\xff\xfe" + b"\n")
+    with pytest.raises(FormatError, match=r"take\.csv:3: not utf-8 text: byte 0xff"):
+        read_csv(p)
+    # A field over csv's size limit (131072 characters) used to escape as a bare _csv.Error.
+    p.write_text(HEADER + "\n" + GOOD + "\n" + '"' + "x" * 200_000 + '"\n')
+    with pytest.raises(FormatError, match=r"take\.csv:3: unreadable CSV: field larger than field limit"):
+        read_csv(p, strict=False)
+    # A binary stream read as text fails while csv reads it: the error names the stream.
+    stream = io.TextIOWrapper(io.BytesIO((HEADER + "\n").encode() + b"\xff" * 10), encoding="utf-8")
+    with pytest.raises(FormatError, match="unreadable CSV"):
+        read_csv(stream)
+
+
+def test_errors_quote_a_short_excerpt():
+    huge = "7" * 100_000 + "x"
+    with pytest.raises(FormatError) as info:
+        read_csv(csv_text(HEADER, [row("00:00:00:00.000", [huge] + ["0"] * 60)]))
+    assert "is not a number" in str(info.value) and len(str(info.value)) < 300
+    with pytest.raises(FormatError) as info:
+        read_csv(csv_text(HEADER + ",Q" + "q" * 100_000, [GOOD + ",0"]))
+    assert "unknown ARKit channel name" in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.timeout(60)
+def test_lenient_unknown_columns_cost_o1_each():
+    # Each unknown column used to run the "did you mean" search (~0.2-1.5 ms a column).
+    extra = ",".join(f"Extra{i}" for i in range(20_000))
+    text = csv_text(HEADER + "," + extra, [GOOD + "," + ",".join(["1"] * 20_000)])
+    t = time.perf_counter()
+    with pytest.warns(UserWarning, match=r"ignored 20000 unknown column\(s\): 'Extra0', .*, \.\.\.") as w:
+        track = read_csv(text, strict=False)
+    assert time.perf_counter() - t < 1.0 and len(track) == 1
+    assert len(str(w[0].message)) < 1000
 
 
 def test_blank_leading_lines_shift_the_header_line():

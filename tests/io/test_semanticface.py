@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from facecore.io import (
     read_semanticface,
     write_semanticface,
 )
+from facecore.io.semanticface import find_json_object
 
 ANALYSIS = {
     "expression_category": "suppressed anxiety",
@@ -121,4 +123,74 @@ def test_files(tmp_path, params):
     np.testing.assert_array_equal(back, params)
     p.write_text("\n\nnothing here")
     with pytest.raises(FormatError, match=f"^{p}:1: no JSON object"):
+        read_semanticface(p)
+
+
+# --- hostile input --------------------------------------------------------------------------------
+
+
+def test_values_beyond_float32_are_refused(params):
+    # 1e39 passed a float64 finiteness check and became inf in the float32 parameters; a huge
+    # integer raised a bare OverflowError.
+    for value in (1e39, -3.5e38, 10**400):
+        obj = {"analysis": ANALYSIS, "arkit": {**arkit.to_dict(params), "JawOpen": value}}
+        for strict in (True, False):
+            with pytest.raises(FormatError, match="'JawOpen' is not finite"):
+                parse_semanticface(json.dumps(obj), strict=strict)
+    edge = {"analysis": ANALYSIS, "arkit": {**arkit.to_dict(params), "JawOpen": 3.4e38}}
+    assert parse_semanticface(json.dumps(edge))[1][arkit.index("JawOpen")] == np.float32(3.4e38)
+    with pytest.raises(ValueError, match="non-finite values in JawOpen"):  # no "Infinity" written
+        format_semanticface(ANALYSIS, np.where(np.arange(61) == arkit.index("JawOpen"), 1e39, 0.0))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("prose, size, limit", [
+    ("The brows lift {slightly} and the lips {press}. \"A quote {\" and more.\n", 5_000_000, 1.0),
+    ("no braces at all, only words " * 4, 5_000_000, 1.0),
+    # Adversarial: 200k objects that break, or that decode but lack the keys (~4 us each).
+    ('{"a" ', 1_000_000, 10.0),
+    ('{"note": {"a": 1}} ', 1_000_000, 10.0),
+])
+def test_search_is_linear(params, prose, size, limit):
+    # Each failed attempt used to count the newlines from the start of the text (4.7 MB of prose took
+    # 92 s); the search now decodes a window and skips what it has decoded.
+    text = prose * (size // len(prose))
+    t = time.perf_counter()
+    with pytest.raises(FormatError, match="no JSON object with keys analysis, arkit"):
+        parse_semanticface(text)
+    assert time.perf_counter() - t < limit
+    answer = text[:500_000] + format_semanticface(ANALYSIS, params)
+    t = time.perf_counter()
+    np.testing.assert_array_equal(parse_semanticface(answer)[1], params)
+    assert time.perf_counter() - t < limit
+
+
+@pytest.mark.timeout(60)
+def test_deep_nesting_and_broken_json_end_in_format_errors():
+    for text in ("[" * 100_000, '{"a":' * 100_000, "{" * 100_000, '{"' * 100_000,
+                 '{"analysis": ' + "9" * 5000 + "}"):
+        t = time.perf_counter()
+        with pytest.raises(FormatError, match="no JSON object"):
+            parse_semanticface(text)
+        assert time.perf_counter() - t < 2.0
+
+
+def test_long_strings_and_nested_matches(params):
+    # Objects longer than the decoding window (4096 characters) and strings running past it.
+    long = {**ANALYSIS, "muscle_movements": ["AU12 " * 3000], "symmetry": "x" * 20_000}
+    text = "Thinking...\n" * 500 + format_semanticface(long, params)
+    analysis, back = parse_semanticface(text)
+    assert analysis == long
+    np.testing.assert_array_equal(back, params)
+    # Found inside a non-matching object, also when that wrapper is cut off (never closed).
+    inner = format_semanticface(ANALYSIS, params)
+    for wrapped in ('{"note": "x", "result": ' + inner + "}", '{"note": "x", "result": ' + inner):
+        obj, start = find_json_object(wrapped, ("analysis", "arkit"))
+        assert start == wrapped.index(inner) and obj["analysis"] == ANALYSIS
+
+
+def test_files_that_do_not_decode(tmp_path, params):
+    p = tmp_path / "face.json"
+    p.write_bytes(("x\n" * 4).encode() + b"\xc3\x28" + format_semanticface(ANALYSIS, params).encode())
+    with pytest.raises(FormatError, match=r"face\.json:5: not utf-8 text: byte 0xc3"):
         read_semanticface(p)

@@ -271,3 +271,56 @@ def test_logsigmoid_is_what_keeps_float32_finite():
     """Sanity of the premise: log(sigmoid(x)) underflows to -inf in float32, logsigmoid does not."""
     x = torch.tensor([-200.0])
     assert torch.isinf(torch.log(torch.sigmoid(x))).all() and torch.isfinite(F.logsigmoid(x)).all()
+
+
+# ---- half-precision inputs: log-probs accumulate and come back in float32 ----------------------------
+
+
+def _long_half_sequences(dtype, T=300, H=16, V=50):
+    """Two pairs of 300-token answers whose sequence log-probs are about -2000 (fixed seed: the
+    assertion that a half-precision sum misses is about these numbers)."""
+    g = torch.Generator().manual_seed(11)
+    hc, hr = ((1.6 * torch.randn(2, T, H, generator=g)).to(dtype) for _ in range(2))
+    w = torch.randn(V, H, generator=g).to(dtype)
+    tc, tr = (torch.randint(0, V, (2, T), generator=g) for _ in range(2))
+    tc[:, :5] = tr[:, :5] = -100  # prompt tokens
+    return hc, hr, w, tc, tr
+
+
+def _float64_sequence_logps(h, w, t):
+    """The exact answer for the (already rounded) half-precision inputs, and what a half-precision
+    pipeline returns: token log-probs rounded to the input dtype and summed in it."""
+    tok = ref.linear_logprobs(h.double().reshape(-1, h.shape[-1]), w.double(), t.reshape(-1)).reshape(t.shape)
+    return ref.sequence_logprobs(tok, t != -100), tok.to(h.dtype).sum(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_half_precision_sequence_logprobs_are_float32(backend, dtype):
+    hc, hr, w, tc, tr = _long_half_sequences(dtype)
+    exact, half_sum = _float64_sequence_logps(hc, w, tc)
+    assert bool((exact < -1500).all())
+    got = sequence_logprobs(hc, w, tc, backend=backend)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=0)
+    # the premise: the same sum kept in the input dtype misses by far more than that
+    assert float(((half_sum.double() - exact) / exact).abs().max()) > 1e-4
+    tok16 = ref.linear_logprobs(hc.reshape(-1, hc.shape[-1]), w, tc.reshape(-1)).reshape(tc.shape).to(dtype)
+    assert ref.sequence_logprobs(tok16, tc != -100).dtype == torch.float32  # the reference sum upcasts too
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_half_precision_dpo_margin_survives(backend):
+    """bf16 policy: an O(1) DPO margin between -2000 sequence log-probs must come out right (a bf16 sum
+    has spacing 8 there)."""
+    hc, hr, w, tc, tr = _long_half_sequences(torch.bfloat16)
+    (c, c_half), (r, r_half) = _float64_sequence_logps(hc, w, tc), _float64_sequence_logps(hr, w, tr)
+    ref_c, ref_r = (c - 0.3).float(), (r + 0.2).float()  # true margin Δ = 0.5
+    loss, info = fused_linear_preference_loss(
+        hc, hr, w, tc, tr, ref_chosen=ref_c, ref_rejected=ref_r, beta=1.0, backend=backend
+    )
+    assert info["chosen_logps"].dtype == info["rejected_logps"].dtype == torch.float32
+    want = -F.logsigmoid((c - ref_c.double()) - (r - ref_r.double())).mean()
+    assert abs(float(loss) - float(want)) < 1e-3
+    half_margin = (c_half.double() - ref_c.double()) - (r_half.double() - ref_r.double())
+    assert float((half_margin - 0.5).abs().max()) > 0.5  # what bf16 sequence sums would have given

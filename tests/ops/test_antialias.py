@@ -137,3 +137,99 @@ def test_opcheck(gen):
     rast = ops.rasterize(pos, tri, (9, 8))
     color = torch.rand(1, 9, 8, 3, generator=gen)
     torch.library.opcheck(torch.ops.facecore.antialias.default, (color, rast, pos, tri))
+
+
+# Two 4-word blocks with the same 64-bit FNV-1a state (found by a Pollard-rho search). The CPU topology cache
+# used to be keyed on an FNV-1a hash of the triangle buffer: these two meshes collided under it.
+_COLLIDING_A = [16580, 7479, 25141, 61448]
+_COLLIDING_B = [58291, 47170, 473, 42508]
+
+
+def test_topology_cache_never_serves_another_mesh(gen):
+    """Mesh A is a quad (two triangles sharing the edge 7479-25141); mesh B, with the same size and the same
+    hash, is two separate triangles. After antialiasing A, B must still be antialiased with B's topology: its
+    edges are silhouettes, not the interior edge of A's quad."""
+    a0, a1, a2, a3 = _COLLIDING_A
+    b0, b1, b2, b3 = _COLLIDING_B
+    tri_a = torch.tensor([[a0, a1, a2], [a3, a2, a1]], dtype=torch.int32)
+    tri_b = torch.tensor([[b0, b1, b2], [b3, a2, a1]], dtype=torch.int32)
+    pos = torch.zeros(1, 65536, 4, dtype=torch.float64)
+    pos[..., 3] = 1
+    corners = {b0: (-0.8, -0.6), b1: (-0.1, -0.6), b2: (-0.45, 0.7), b3: (0.1, -0.6), a2: (0.8, -0.6),
+               a1: (0.45, 0.7), a0: (0.0, 0.9)}
+    for v, (x, y) in corners.items():
+        pos[0, v, :2] = torch.tensor([x, y], dtype=torch.float64)
+    rast = ops.rasterize(pos, tri_b, 32)
+    color = torch.rand(1, 32, 32, 3, generator=gen, dtype=torch.float64)
+    want = ref.antialias(color, rast, pos, tri_b)
+    other = tri_b[:1]  # a third mesh (T = 1): antialiasing it replaces whatever the cache holds
+    ops.antialias(color, rast, pos, other)
+    fresh = ops.antialias(color, rast, pos, tri_b)
+    ops.antialias(color, rast, pos, other)
+    ops.antialias(color, rast, pos, tri_a)  # the cache now holds A's topology
+    after_a = ops.antialias(color, rast, pos, tri_b)
+    torch.testing.assert_close(fresh, want, atol=1e-12, rtol=1e-10)
+    assert torch.equal(after_a, fresh)
+    # the backward shares the cache
+    ops.antialias(color, rast, pos, other)
+    ops.antialias(color, rast, pos, tri_a)
+    p = pos.clone().requires_grad_()
+    (g1,) = torch.autograd.grad(ops.antialias(color, rast, p, tri_b).sum(), p)
+    (g2,) = torch.autograd.grad(ref.antialias(color, rast, p, tri_b).sum(), p)
+    torch.testing.assert_close(g1, g2, atol=1e-10, rtol=1e-8)
+
+
+def test_triangle_checks_run_inside_the_op():
+    pos, tri = sphere_scene(torch.Generator().manual_seed(0), B=1, n=4)
+    rast = ops.rasterize(pos, tri, 8)
+    color = torch.rand(1, 8, 8, 3, dtype=torch.float64)
+    bad = tri.long()
+    bad[3, 1] = 2**32 + 1  # would wrap to 1 in int32
+    with pytest.raises(ValueError, match=r"antialias: tri\[3\].*outside"):
+        ops.antialias(color, rast, pos, bad)
+    fn = torch.compile(lambda c, p, t: ops.antialias(c, rast, p, t), fullgraph=True, backend="eager")
+    with pytest.raises(ValueError, match=r"tri\[3\].*outside"):
+        fn(color, pos, bad)
+    with pytest.raises(ValueError, match=r"antialias_backward: tri\[3\].*outside"):
+        torch.ops.facecore.antialias_backward(color, color, rast, pos, bad)
+    many = torch.tensor([[0, 1, 2]], dtype=torch.int32).expand(2**24, 3)  # never materialised
+    with pytest.raises(ValueError, match=r"antialias: tri has 16777216 triangles, more than the 16777215"):
+        ops.antialias(color.float(), rast.float(), pos.float(), many)
+
+
+@pytest.mark.timeout(60)
+def test_thread_scratch_is_released_after_a_big_call():
+    """The per-thread pair buffers (~17 bytes per pixel) must not stay allocated after a big image."""
+    from .test_rasterize import rss_growth_in_fresh_thread
+
+    pos, tri = sphere_scene(torch.Generator().manual_seed(0), B=1, n=4, dtype=torch.float32)
+    H, W = 2048, 2304
+    color, rast = torch.rand(1, H, W, 1), ops.rasterize(pos, tri, (H, W))
+    small = color[:, :64, :64], ops.rasterize(pos, tri, 64)
+    grown, out = rss_growth_in_fresh_thread(lambda: ops.antialias(small[0], small[1], pos, tri),
+                                            lambda: ops.antialias(color, rast, pos, tri))
+    grown -= out.numel() * out.element_size()  # the output itself stays
+    assert bool((out != color).any())
+    assert grown < 40e6, f"RSS grew by {grown / 1e6:.0f} MB besides the output"
+
+
+@pytest.mark.timeout(180)
+def test_cpu_kernels_stay_inside_their_arrays():
+    """antialias forward and backward with every array ending at a PROT_NONE page (tests/guard_pages.py)."""
+    from .test_rasterize import run_guarded
+
+    run_guarded("""
+        for dtype in (torch.float32, torch.float64):
+            for pos, tri in scenes(dtype):
+                for H, W, C in ((13, 17, 3), (1, 1, 2), (16, 5, 1)):
+                    B = pos.shape[0]
+                    rast = torch.empty(B, H, W, 4, dtype=dtype)
+                    _C.rasterize_forward(pos, tri, rast, torch.empty(0, dtype=dtype), False, False, 2, 0)
+                    color = torch.rand(B, H, W, C, dtype=dtype)
+                    out = g(torch.empty_like(color))
+                    _C.antialias_forward(g(color), g(rast), g(pos), g(tri), out, 2, 0)
+                    gc, go = g(torch.empty_like(color)), g(torch.randn_like(color))
+                    gp = g(torch.empty_like(pos))
+                    _C.antialias_backward(g(color), g(rast), g(pos), g(tri), go, gc, gp, 2, 0)
+                    assert bool(torch.isfinite(gp).all())
+    """)

@@ -277,3 +277,69 @@ def test_kernel_binding_checks_name_the_argument():
         _C.attention_forward(q, k, v, None, torch.zeros(1, 4, dtype=torch.uint8), False, 0.25, out, lse, 1)
     with pytest.raises(ValueError, match="q must be float32 or float64"):
         _C.attention_forward(q.half(), k.half(), v.half(), None, None, False, 0.25, out.half(), lse.half(), 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Non-finite values: padding keys routinely hold garbage; a NaN query must stay in its own row.
+ALL_BACKENDS = ["cpu", pytest.param("triton", marks=requires_triton), "reference"]
+
+
+def _dtype_for(backend):
+    return torch.float32 if backend == "triton" else torch.float64
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("D,causal", [(20, False), (32, True)])
+def test_garbage_in_padding_keys_never_reaches_real_rows(backend, D, causal, gen):
+    """NaN/inf in the k, v and bias of padding keys: the same outputs and gradients as with finite
+    padding (masked_fill semantics, not s + -inf), and exactly zero gradient for the padding keys."""
+    device, dtype = device_for(backend), _dtype_for(backend)
+    B, Hq, Hkv, Lq, Lk = 2, 2, 1, 7, 37
+    q, k, v, bias, _ = make_inputs(gen, B, Hq, Hkv, Lq, Lk, D, (B, Hq, Lq, Lk), dtype=dtype, device=device)
+    kpm = torch.zeros(B, Lk, dtype=torch.bool)
+    kpm[0, [3, 17, 36]] = True
+    kpm[1, 20:] = True
+    kpm = kpm.to(device)
+    pad = kpm[:, None, :, None]
+
+    def run(garbage: bool):
+        kk, vv, bb = k, v, bias
+        if garbage:
+            kk = k.masked_fill(pad, float("nan"))
+            vv = v.masked_fill(pad, float("inf")).masked_fill(pad & (torch.arange(D, device=device) % 2 == 0),
+                                                                float("nan"))
+            bb = bias.masked_fill(kpm[:, None, None, :], float("nan"))
+        out, lse = ops.attention(q, kk, vv, bb, causal, kpm, return_lse=True, backend=backend)
+        grads = torch.autograd.grad((out * out).sum() + lse.sum(), (q, k, v, bias))
+        return out, lse, grads
+
+    out, lse, grads = run(garbage=True)
+    clean_out, clean_lse, clean_grads = run(garbage=False)
+    assert torch.isfinite(out).all() and torch.isfinite(lse).all()
+    torch.testing.assert_close(out, clean_out, **TOL[dtype])
+    torch.testing.assert_close(lse, clean_lse, **TOL[dtype])
+    for name, a, b in zip(("dq", "dk", "dv", "dbias"), grads, clean_grads):
+        assert torch.isfinite(a).all(), name
+        torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m, n=name: f"{n}: {m}")
+    for g in grads[1:3]:  # padding keys get exactly zero gradient
+        assert torch.equal(g.masked_select(pad), torch.zeros_like(g.masked_select(pad)))
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_nan_query_gives_a_nan_row_of_its_own(backend, gen):
+    device, dtype = device_for(backend), _dtype_for(backend)
+    q, k, v, bias, kpm = make_inputs(gen, 2, 2, 2, 9, 21, 24, (2, 2, 9, 21), pad=True, dtype=dtype,
+                                     device=device)
+    kpm[:, 0] = False  # every row sees a key
+    bad = torch.zeros(q.shape[:3], dtype=torch.bool, device=device)
+    bad[0, 1, 4] = True
+    qn = q.masked_fill(bad[..., None], float("nan"))
+    out, lse = ops.attention(qn, k, v, bias, False, kpm, return_lse=True, backend=backend)
+    assert torch.isnan(out[bad]).all() and torch.isnan(lse[bad]).all()  # not zeros / -inf
+    clean_out, clean_lse = ops.attention(q, k, v, bias, False, kpm, return_lse=True, backend=backend)
+    torch.testing.assert_close(out[~bad], clean_out[~bad], **TOL[dtype])
+    torch.testing.assert_close(lse[~bad], clean_lse[~bad], **TOL[dtype])
+    dq, dk, dv = torch.autograd.grad(out[~bad].sum(), (q, k, v))
+    assert torch.isfinite(dq[~bad]).all()
+    pad = kpm[:, None, :, None].expand_as(dk)
+    assert torch.equal(dk[pad], torch.zeros_like(dk[pad])) and torch.equal(dv[pad], torch.zeros_like(dv[pad]))

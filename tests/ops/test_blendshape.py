@@ -305,3 +305,97 @@ def test_blendshape_and_deform_on_ict_rig(backend, ict_dir, gen):
     g = torch.randn(out.shape, generator=gen).to(device)
     torch.testing.assert_close(torch.autograd.grad(out, params, g)[0],
                                torch.autograd.grad(expected, params, g)[0], atol=5e-2, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Safety: non-finite deltas, bad rigid groups, bad sparse structure, absurd thread counts
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # Triton interpreter (numpy)
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("B", [1, 2, 5])
+def test_zero_weight_times_nan_delta_is_nan_on_every_backend(backend, sparse, B, gen):
+    """IEEE semantics everywhere: no zero-weight skip hides a NaN/inf delta (0 * NaN = 0 * inf = NaN)."""
+    device = device_for(backend) if backend != "reference" else torch.device("cpu")
+    K, V = 6, 77
+    w = torch.rand(B, K, generator=gen).to(device)
+    w[:, 2] = 0.0  # every row: shape 2 has weight 0 ...
+    dense = random_deltas(K, V, gen, torch.float32, density=1.0).to(device)
+    dense[2, 5, 1] = float("nan")  # ... and a NaN delta at vertex 5,
+    dense[2, 70, 0] = float("inf")  # an inf one at vertex 70 (in the partial last block)
+    n = torch.randn(V, 3, generator=gen).to(device)
+    deltas = ops.sparse_deltas(dense) if sparse else dense
+    out = ops.blendshape(w, n, deltas, backend=backend)
+    assert torch.isnan(out[:, 5, 1]).all() and torch.isnan(out[:, 70, 0]).all()
+    finite = torch.ones(V, 3, dtype=torch.bool, device=device)
+    finite[5, 1] = finite[70, 0] = False
+    assert torch.isfinite(out[:, finite]).all()
+    want = ref.blendshape(w, n, dense)
+    torch.testing.assert_close(out, want, equal_nan=True, **tolerance(torch.float32, K))
+
+
+def _rigid_args(B, V, G, gen):
+    out = torch.randn(B, V, 3, generator=gen)
+    rot = pose_rotations(torch.rand(B, 9, generator=gen) * 2 - 1).contiguous()[:, :G]
+    pivots = torch.randn(G, 3, generator=gen)
+    return out, rot.contiguous(), pivots
+
+
+@pytest.mark.parametrize("bad", [3, -1, 10**6])
+def test_rigid_groups_out_of_range_are_rejected(bad, gen):
+    """deform_backward (public custom op) and deform check every group id before any work."""
+    B, V, G = 2, 40, 3
+    out, rot, pivots = _rigid_args(B, V, G, gen)
+    group = torch.zeros(V, dtype=torch.int32)
+    group[17] = bad
+    w, neutral = torch.rand(B, 4, generator=gen), torch.randn(V, 3, generator=gen)
+    deltas = torch.randn(4, V, 3, generator=gen)
+    msg = rf"group\[17\] = {bad} is outside \[0, G=3\)"
+    with pytest.raises(ValueError, match="rigid_backward: " + msg):
+        torch.ops.facecore.deform_backward(torch.randn_like(out), out, w, neutral, deltas, None, None, rot,
+                                           pivots, group, [True, True, True, True], "cpu")
+    with pytest.raises(ValueError, match="deform_forward: " + msg):
+        torch.ops.facecore.deform(w, neutral, deltas, None, None, rot, pivots, group, "cpu")
+
+
+def test_malicious_block_structure_is_rejected_before_use(gen):
+    """The custom op can be called with any block_ptr / block_shape: the CPU kernel validates them."""
+    K, V, B = 4, 70, 3
+    sd = ops.sparse_deltas(random_deltas(K, V, gen, torch.float32))
+    w, n = torch.rand(B, K, generator=gen), torch.randn(V, 3, generator=gen)
+    nnzb = sd.block_shape.shape[0]
+    rising_past_end = sd.block_ptr.clone()
+    rising_past_end[1] = nnzb + 1000
+    non_monotone = sd.block_ptr.clone()
+    non_monotone[1], non_monotone[2] = non_monotone[2], non_monotone[1] - 1
+    ends_past_end = sd.block_ptr.clone()
+    ends_past_end[-1] = nnzb + 7
+    cases = [(rising_past_end, "be non-decreasing"), (non_monotone, "be non-decreasing"),
+             (sd.block_ptr + 1, "start at 0"), (ends_past_end, rf"start at 0 and end at .*\({nnzb}\)")]
+    for bp, msg in cases:
+        with pytest.raises(ValueError, match="blendshape: block_ptr must " + msg):
+            torch.ops.facecore.blendshape(w, n, sd.values, bp, sd.block_shape, "cpu")
+    with pytest.raises(ValueError, match=r"blendshape: block_shape\[0\] = -5 is outside \[0, K=4\)"):
+        bad_shape = sd.block_shape - 5 - sd.block_shape[0]
+        torch.ops.facecore.blendshape(w, n, sd.values, sd.block_ptr, bad_shape, "cpu")
+
+
+@pytest.mark.timeout(120)
+def test_absurd_thread_counts_are_clamped():
+    """threads=100000 straight into the bindings used to make libgomp abort (thread creation failed)."""
+    from tests.guard_pages import run_isolated
+
+    rc, log = run_isolated("""
+import torch
+from facecore import _C
+N = 100000
+w, n, d = torch.rand(5, 3), torch.rand(70, 3), torch.rand(3, 70, 3)
+_C.blendshape_forward(w, n, d, None, None, torch.empty(5, 70, 3), N, 0)
+_C.blendshape_backward(w, n, d, None, None, torch.rand(5, 70, 3), torch.empty(5, 3), None, None, N, 0)
+faces = torch.tensor([[0, 1, 2], [2, 3, 4]], dtype=torch.int32)
+_C.vertex_normals_forward(n[None], faces, torch.empty(1, 70, 3), N, 0)
+q = torch.randn(2, 4, 300, 64)
+_C.attention_forward(q, q, q, None, None, False, 0.125, torch.empty_like(q), torch.empty(2, 4, 300), N)
+print("ok")
+""")
+    assert rc == 0 and log.rstrip().endswith("ok"), f"exit code {rc}\n{log[-2000:]}"

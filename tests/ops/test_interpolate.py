@@ -96,3 +96,42 @@ def test_opcheck(gen):
     rast = ops.rasterize(pos, tri, (7, 9))
     attr = torch.randn(1, pos.shape[1], 3, generator=gen)
     torch.library.opcheck(torch.ops.facecore.interpolate.default, (attr, rast, tri))
+
+
+def test_triangle_checks_run_inside_the_op():
+    pos, tri = big_triangles()
+    rast = ops.rasterize(pos, tri, 4)
+    attr = torch.rand(6, 2, dtype=torch.float64)
+    bad = tri.long()
+    bad[1, 2] = 2**32 + 3  # would wrap to 3 in int32
+    with pytest.raises(ValueError, match=r"interpolate: tri\[1\].*outside \[0, V=6\)"):
+        ops.interpolate(attr, rast, bad)
+    fn = torch.compile(lambda a, r, t: ops.interpolate(a, r, t), fullgraph=True, backend="eager")
+    with pytest.raises(ValueError, match=r"tri\[1\].*outside"):
+        fn(attr, rast, bad)
+    with pytest.raises(ValueError, match=r"interpolate_backward: tri\[1\].*outside"):
+        grad = torch.zeros(1, 4, 4, 2, dtype=torch.float64)
+        torch.ops.facecore.interpolate_backward(grad, attr[None], rast, bad)
+    many = torch.tensor([[0, 1, 2]], dtype=torch.int32).expand(2**24, 3)  # never materialised
+    with pytest.raises(ValueError, match=r"interpolate: tri has 16777216 triangles, more than the 16777215"):
+        ops.interpolate(attr.float(), rast.float(), many)
+
+
+@pytest.mark.timeout(180)
+def test_cpu_kernels_stay_inside_their_arrays():
+    """interpolate forward and backward with every array ending at a PROT_NONE page (tests/guard_pages.py)."""
+    from .test_rasterize import run_guarded
+
+    run_guarded("""
+        for dtype in (torch.float32, torch.float64):
+            for pos, tri in scenes(dtype):
+                for H, W, C in ((13, 17, 3), (1, 1, 1), (16, 5, 7)):
+                    B, V = pos.shape[:2]
+                    rast = torch.empty(B, H, W, 4, dtype=dtype)
+                    _C.rasterize_forward(pos, tri, rast, torch.empty(0, dtype=dtype), False, False, 2, 0)
+                    attr = torch.randn(B, V, C, dtype=dtype)
+                    out = g(torch.empty(B, H, W, C, dtype=dtype))
+                    _C.interpolate_forward(g(attr), g(rast), g(tri), out, 2, 0)
+                    ga, gr = g(torch.empty_like(attr)), g(torch.empty_like(rast))
+                    _C.interpolate_backward(g(attr), g(rast), g(tri), g(torch.randn_like(out)), ga, gr, 2, 0)
+    """)

@@ -77,18 +77,96 @@ def test_all_ignored_and_large_logits(backend, gen):
     torch.testing.assert_close(out.double(), expected, atol=2e-3, rtol=1e-5)
 
 
+_ALL_BACKENDS = backend_params(cuda=False) + [pytest.param("reference", id="reference")]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("backend", _ALL_BACKENDS)
+def test_ignored_rows_with_huge_values_do_not_poison_gradients(backend, dtype, gen):
+    """Ignored rows whose hidden is huge or inf, and a bias large enough that exp(logit - 0) overflows
+    for rows whose saved lse is 0 (ignored and padding rows): 0 * inf = NaN if the kernel multiplies
+    by a 0 mask instead of selecting. Everything must equal the same call with harmless ignored rows
+    (bit for bit: ignored rows contribute nothing), ignored rows get exactly 0 gradient, and the
+    result must match the reference. (bf16 is not checked here: the Triton interpreter computes it
+    wrongly; the GPU test covers it.)"""
+    device = device_for(backend)
+    N, H, V = 13, 64, 300
+    h, w, b, t = _inputs(N, H, V, torch.float32, "cpu", gen, ignore_every=3)
+    with torch.no_grad():
+        b[7] = 120.0  # every valid row's lse ~ 120; exp(120) overflows float32 where lse = 0
+    huge = 6e4 if dtype == torch.float16 else 1e30  # logits far beyond exp's range (and fp16's)
+    hidden = h.detach().clone()
+    ignored = (t == -100).nonzero()[:, 0]
+    hidden[ignored[0]] = float("inf")
+    hidden[ignored[1:]] = huge
+    g = torch.randn(N, generator=gen)
+    runs = []
+    for hid in (hidden, h.detach()):  # poisoned ignored rows, then harmless ones
+        hx, wx, bx = (x.detach().to(device, dtype).requires_grad_() for x in (hid, w, b))
+        out = ops.linear_logprobs(hx, wx, t.to(device), bx, backend=backend)
+        runs.append((out, *torch.autograd.grad(out, (hx, wx, bx), g.to(device, out.dtype))))
+    (out, gh, _, _), clean = runs[0], runs[1]
+    for name, x in zip(("logp", "dhidden", "dweight", "dbias"), runs[0]):
+        assert bool(torch.isfinite(x).all()), f"{backend} {dtype}: {name} is not finite"
+    assert bool((out[ignored.to(device)] == 0).all()) and bool((gh[ignored.to(device)] == 0).all())
+    for name, x, y in zip(("logp", "dhidden", "dweight", "dbias"), runs[0], clean):
+        assert torch.equal(x, y), f"{backend} {dtype}: {name} depends on the ignored rows' hidden"
+    # against the float64 reference on the same (rounded) inputs; fp16: half-precision dlogits tiles
+    h64, w64, b64 = (x.detach().to(dtype).double() for x in (h, w, b))
+    tol = _tol(torch.float32) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    expected = ref.linear_logprobs(h64, w64, t, b64)
+    torch.testing.assert_close(out.double().cpu(), expected, **{**tol, "atol": max(tol["atol"], 1e-4)})
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_half_inputs_give_float32_logprobs_on_cpu(backend, dtype, gen):
+    """fp16/bf16 inputs on the CPU backends: computed in float32, returned in float32 (not rounded
+    back to the input dtype), gradients in the inputs' dtypes; compiles with the right fake dtype."""
+    h, w, b, t = _inputs(37, 19, 1001, torch.float32, "cpu", gen, ignore_every=3)
+    hx, wx, bx = (x.detach().to(dtype).requires_grad_() for x in (h, w, b))
+    out = ops.linear_logprobs(hx, wx, t, bx, backend=backend)
+    assert out.dtype == torch.float32
+    expected = ref.linear_logprobs(*(x.detach().double() for x in (hx, wx)), t, bx.detach().double())
+    torch.testing.assert_close(out.double(), expected, atol=2e-5, rtol=1e-5)  # float32 compute, exact inputs
+    grads = torch.autograd.grad(out, (hx, wx, bx), torch.randn(37, generator=gen))
+    assert [x.dtype for x in grads] == [dtype] * 3
+    if backend == "cpu":
+        compiled = torch.compile(
+            lambda h, w, t, b: ops.linear_logprobs(h, w, t, b, backend="cpu"), fullgraph=True, backend="eager"
+        )
+        torch.testing.assert_close(compiled(hx, wx, t, bx), out)
+
+
+@pytest.mark.timeout(120)
+def test_triton_float16_returns_float32_logprobs(gen):
+    """The Triton kernel returns its float32 log-probs as they are (fp16 is interpreted correctly)."""
+    pytest.importorskip("triton")
+    device = device_for("triton")
+    h, w, b, t = _inputs(21, 32, 300, torch.float32, "cpu", gen, ignore_every=4)
+    hx, wx, bx = (x.detach().to(device, torch.float16) for x in (h, w, b))
+    out = ops.linear_logprobs(hx, wx, t.to(device), bx, backend="triton")
+    assert out.dtype == torch.float32
+    expected = ref.linear_logprobs(hx.double(), wx.double(), t.to(device), bx.double())
+    # fp16 operands are exact in float32; the dots accumulate in float32 (tf32 on GPU for fp16: 1e-3)
+    torch.testing.assert_close(out.double(), expected, atol=1e-3, rtol=1e-3)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16/fp16 Triton path needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_triton_half_precision_on_gpu(dtype, gen):
     h, w, b, t = _inputs(77, 64, 3001, torch.float32, "cuda", gen, ignore_every=5)
     h16, w16, b16 = (x.detach().to(dtype).requires_grad_() for x in (h, w, b))
     out = ops.linear_logprobs(h16, w16, t, b16, backend="triton")
+    assert out.dtype == torch.float32  # log-probs stay float32 for sequence sums
     # reference on the same rounded inputs, in float32: the kernel accumulates in float32 too
     h32, w32, b32 = (x.detach().float().requires_grad_() for x in (h16, w16, b16))
     expected = ref.linear_logprobs(h32, w32, t, b32)
     torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
     g = torch.randn(77, generator=gen).cuda()
-    got = torch.autograd.grad(out, (h16, w16, b16), g.to(dtype))
+    got = torch.autograd.grad(out, (h16, w16, b16), g)
+    assert [x.dtype for x in got] == [dtype] * 3
     want = torch.autograd.grad(expected, (h32, w32, b32), g)
     for x, y in zip(got, want):  # half-precision dlogits tiles feed the gradient dots
         torch.testing.assert_close(x.float(), y, atol=3e-2, rtol=3e-2)

@@ -74,3 +74,32 @@ def test_vertex_normals_bad_inputs():
         ops.vertex_normals(verts, torch.zeros(1, 3))
     with pytest.raises(ValueError, match=r"verts must be \[B, V, 3\]"):
         ops.vertex_normals(torch.randn(1, 4, 2), torch.zeros(1, 3, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("backend", backend_params(triton=False) + ["reference"])
+def test_int64_faces_past_int32_are_rejected_not_wrapped(backend):
+    """2**32 + 1 used to be cast to int32 (-> 1, a valid-looking index) before any check."""
+    device = device_for(backend) if backend != "reference" else torch.device("cpu")
+    verts = torch.randn(1, 4, 3, device=device)
+    for big in (2**32 + 1, 2**31, -(2**32) + 2):
+        faces = torch.tensor([[0, 1, 2], [1, 2, big]], dtype=torch.int64, device=device)
+        msg = rf"vertex_normals: faces\[1\] = \[1, 2, {big}\] has a vertex index outside \[0, V=4\)"
+        with pytest.raises(ValueError, match=msg):
+            ops.vertex_normals(verts, faces, backend=backend)
+
+
+def test_vertex_normals_ops_and_bindings_check_indices():
+    """The public custom ops (forward and backward) and the C++ bindings reject bad indices themselves."""
+    from facecore import _C
+
+    verts = torch.randn(1, 4, 3)
+    bad64 = torch.tensor([[0, 1, 2**32 + 3]], dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"vertex_normals: faces\[0\] = \[0, 1, 4294967299\]"):
+        torch.ops.facecore.vertex_normals(verts, bad64)
+    with pytest.raises(ValueError, match=r"vertex_normals_backward: faces\[0\] = \[0, 1, 4294967299\]"):
+        torch.ops.facecore.vertex_normals_backward(torch.randn(1, 4, 3), verts, bad64)
+    bad32 = torch.tensor([[0, 1, 2], [3, 4, 0]], dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"faces\[1\] has vertex index 4 outside \[0, V=4\)"):
+        _C.vertex_normals_forward(verts, bad32, torch.empty_like(verts), 1, 0)
+    with pytest.raises(ValueError, match=r"faces\[1\] has vertex index 4 outside \[0, V=4\)"):
+        _C.vertex_normals_backward(verts, bad32, torch.randn(1, 4, 3), torch.empty_like(verts), 1, 0)

@@ -195,3 +195,75 @@ def test_load_errors_name_the_file(tmp_path, gen):
     save_file(t, str(tmp_path / "new.safetensors"), metadata={"facecore_rig": json.dumps(header)})
     with pytest.raises(ValueError, match="new.safetensors.*version"):
         FaceRig.load(tmp_path / "new.safetensors")
+
+
+def test_values_beyond_float32_are_refused_after_the_cast():
+    kw = dict(
+        neutral=torch.zeros(4, 3),
+        triangles=torch.tensor([[0, 1, 2]], dtype=torch.int32),
+        channels=(),
+        groups={"left_eye": torch.arange(1), "right_eye": torch.arange(1)},
+        eye_centers=torch.zeros(2, 3),
+        neck_pivot=torch.zeros(3),
+    )
+    deltas = torch.zeros(52, 4, 3, dtype=torch.float64)
+    deltas[3, 1, 2] = 1e39  # finite in float64, inf once stored as the rig's float32
+    with pytest.raises(ValueError, match="deltas contains NaN or infinite"):
+        FaceRig(deltas=deltas, **kw)
+    with pytest.raises(ValueError, match="neck_pivot contains NaN or infinite"):
+        FaceRig(**{**kw, "neck_pivot": torch.tensor([0.0, 1e300, 0.0], dtype=torch.float64)},
+                deltas=torch.zeros(52, 4, 3))
+    big = FaceRig(**{**kw, "neutral": torch.full((4, 3), 1e300, dtype=torch.float64)},
+                  deltas=torch.zeros(52, 4, 3))  # float64 values whose float64 sum overflows are fine
+    assert big.dtype == torch.float64
+
+
+def _tensors_and_header(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["facecore_rig"])  # noqa: SIM118
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda t, h: t.update(delta_values=t["delta_values"].double() * 1e39),
+     r"'delta_values' has dtype torch.float64"),
+    (lambda t, h: t.update(neck_pivot=torch.tensor([0.0, 1e39, 0.0], dtype=torch.float64)),
+     r"'neck_pivot' has dtype"),
+    (lambda t, h: t.update(delta_ptr=t["delta_ptr"].float()), r"'delta_ptr' has dtype torch.float32"),
+    (lambda t, h: t.update(neutral=torch.tensor(1.0)), r"tensor 'neutral' has shape \[\], expected \[V, 3\]"),
+    (lambda t, h: h.update(version=1e400), r"format version inf is not supported"),
+    (lambda t, h: h.update(version="1"), r"format version '1' is not supported"),
+    (lambda t, h: h.update(groups=["left_eye", "right_eye", "nose"]), r"groups without tensors: \['nose'\]"),
+    (lambda t, h: h.update(channels="JawOpen"), r"'channels' is 'JawOpen', expected a list of strings"),
+    (lambda t, h: h.update(metadata=[1, 2]), r"'metadata' is \[1, 2\], expected an object"),
+    (lambda t, h: h.clear() or h.update(format=[[[[[["deep"]]]]]]),
+     r"format is \[\[\[\[...\]\]\]\], expected"),
+])
+def test_crafted_rig_files_raise_format_errors(tmp_path, gen, change, match):
+    from safetensors.torch import save_file
+
+    from facecore.io.errors import FormatError
+
+    tiny_rig(gen).save(tmp_path / "r.safetensors")
+    t, header = _tensors_and_header(tmp_path / "r.safetensors")
+    assert "delta_ptr" in t  # tiny_rig's few moving rows are stored sparse
+    change(t, header)
+    p = tmp_path / "bad.safetensors"
+    save_file({k: v.contiguous() for k, v in t.items()}, str(p),
+              metadata={"facecore_rig": json.dumps(header)})
+    with pytest.raises(FormatError, match=match) as e:
+        FaceRig.load(p)
+    assert "bad.safetensors" in str(e.value)
+
+
+def test_deeply_nested_header_json(tmp_path, gen):
+    from safetensors.torch import save_file
+
+    from facecore.io.errors import FormatError
+
+    tiny_rig(gen).save(tmp_path / "r.safetensors")
+    t, _ = _tensors_and_header(tmp_path / "r.safetensors")
+    save_file(t, str(tmp_path / "deep.safetensors"), metadata={"facecore_rig": "[" * 100_000})
+    with pytest.raises(FormatError, match=r"deep.safetensors: .*nested too deeply"):
+        FaceRig.load(tmp_path / "deep.safetensors")

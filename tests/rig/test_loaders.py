@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from facecore.arkit import BLENDSHAPES
+from facecore.io.errors import FormatError
 from facecore.rig import FaceRig, load_ict, load_obj_folder
 from facecore.rig.obj_folder import read_obj
 
@@ -80,6 +81,51 @@ def test_read_obj_errors_name_file(tmp_path, content, match):
     assert "bad_mesh.obj" in str(e.value)
 
 
+@pytest.mark.parametrize("faces", [True, False])  # False: the one-block fast path for shape files
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("v 1 2 3 4\nv 5 6\nv 7 8 9\n", r":2: vertex line has 2 numbers \(like the first vertex line\)"),
+        ("v 1 2\nv 3 4\nv 5 6\n", r":1: vertex line has 2 numbers \(expected 3..7\)"),
+        ("v 0 0 0\nv 1e39 0 0\nv 0 1 0\n", r":2: vertex 2 has NaN or infinite coordinates \(in float32\)"),
+        ("# c\nv 0 0 0\nv 0 0 -1e39\nv 0 1 0\n", r":3: vertex 2 has NaN or infinite"),
+        ("v 0 0 0\nv 1 zz 0\n", r":2: malformed vertex line: '1 zz 0'"),
+    ],
+)
+def test_read_obj_vertex_lines(tmp_path, content, match, faces):
+    p = tmp_path / "bad_mesh.obj"
+    p.write_text(content + ("f 1 2 3\n" if faces else ""))
+    with pytest.raises(FormatError, match="bad_mesh.obj" + match):
+        read_obj(p, faces=faces)
+
+
+@pytest.mark.parametrize(
+    "tail, match",
+    [
+        ("vt 0 0\nvt 1 0 0 0\nf 1/1 2/1 3/1\n", r":5: texture coordinate line has 4 numbers"),
+        ("vt 0 0\nvt 1e40 0\nf 1/1 2/2 3/1\n", r":5: texture coordinate 2 has NaN or infinite"),
+        ("f 1// 2// 3//\n", r": face corners are not all i/i/i"),
+        ("f 1 2\n", r":4: face has fewer than 3 corners"),
+        ("f 1 2 3.5\n", r":4: malformed face line: '1 2 3.5'"),
+        ("f 1 2 3\nf 1 2 -9\n", r":5: face references vertex -9 but the file has 3"),
+    ],
+)
+def test_read_obj_texture_and_face_lines(tmp_path, tail, match):
+    p = tmp_path / "bad_mesh.obj"
+    p.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n" + tail)
+    with pytest.raises(FormatError, match="bad_mesh.obj" + match):
+        read_obj(p)
+
+
+def test_obj_folder_shape_overflowing_float32(tmp_path):
+    d = tmp_path / "rig"
+    d.mkdir()
+    write_obj(d / "jawForward.obj", CUBE_V * 3e38, None)
+    write_obj(d / "head_neutral.obj", CUBE_V * -3e38, [[a, b, c] for a, b, c, e in CUBE_Q])
+    with pytest.raises(FormatError, match=r"jawForward.obj: its difference to the neutral .* overflows"):
+        load_obj_folder(d)
+
+
 def test_read_obj_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.obj"):
         read_obj(tmp_path / "missing.obj")
@@ -136,7 +182,7 @@ def test_obj_folder_errors(tmp_path, gen):
     (d / "eyeBlinkk_L.obj").unlink()
     # NaN in a shape
     (d / "mouthClose.obj").write_text("v 0 0 0\n" * 7 + "v nan 0 0\n")
-    with pytest.raises(ValueError, match=r"mouthClose.obj: vertex 8 has NaN"):
+    with pytest.raises(ValueError, match=r"mouthClose.obj:8: vertex 8 has NaN"):
         load_obj_folder(d)
     (d / "mouthClose.obj").unlink()
     # neutral without faces

@@ -3,7 +3,10 @@
 // Masks: causal aligned bottom-right (query i sees keys j <= i + Lk - Lq, FlashAttention >= 2.1);
 // key_padding_mask[b, j] != 0 marks key j of batch b as padding (never attended).
 // Grouped-query attention: query head h reads key/value head h / (Hq / Hkv).
-// A fully masked query row gets O = 0, lse = -inf and zero gradients.
+// A fully masked query row gets O = 0, lse = -inf and zero gradients. Masked scores are overwritten
+// (masked_fill semantics, not an added -inf), and padding keys' rows of K and V are read as zeros with
+// exactly zero gradient, so NaN/inf held by padding keys (or their bias) never reaches a real row; a
+// NaN query gives a NaN row (O and lse) of its own.
 //
 // The CPU kernels never store the attention matrix: the forward pass is a blocked online softmax
 // (FlashAttention), the backward pass recomputes P from lse (FlashAttention-2):

@@ -42,6 +42,11 @@ struct RigidParams {
 template <class T>
 void validate_blendshape(const BlendshapeParams<T>& p);
 
+// Throws facecore::Error (prefixed with fn) naming the first vertex whose group is outside [0, G).
+// deform_forward and rigid_backward call it before any work.
+template <class T>
+void validate_rigid(const RigidParams<T>& r, int64_t V, const char* fn);
+
 template <class T>
 void blendshape_forward(const BlendshapeParams<T>& p, T* out /* [B, V, 3] */, const CpuOptions& opt);
 

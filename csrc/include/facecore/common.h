@@ -2,8 +2,10 @@
 //
 // Kernels are framework-free: they take plain pointers, sizes and (for CUDA) a stream.
 // Every pointer argument is annotated with its shape, e.g. `const T* weights; // [B, K]`.
-// Errors are reported by throwing facecore::Error (a std::invalid_argument), whose message
-// names the argument and what was expected.
+// Errors are reported by throwing facecore::Error (a std::invalid_argument, ValueError in Python),
+// whose message names the argument and what was expected. Failures of the CUDA runtime (out of
+// memory, a faulting kernel, a bad launch) throw facecore::CudaError (a std::runtime_error,
+// RuntimeError in Python): they are not the caller's bad input.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,10 @@ namespace facecore {
 
 struct Error : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
+};
+
+struct CudaError : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // Opaque CUDA stream handle (cudaStream_t) so that headers need no CUDA include.

@@ -75,9 +75,14 @@ def export_animation(anim: Any, out_dir: str | os.PathLike, *, stem: str = "demo
     ``{stem}.csv``, ``keyframes.jsonl``, ``{stem}.glb``, ``{stem}.mp4``, ``keyframes.png``."""
     from ..io import make_requests, write_csv, write_keyframeface
     from .frames import FrameRenderer, contact_sheet
+    from .script import check_name
 
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    check_name(stem)  # a file stem: "../x" would write beside the temporary folder, not into it
+    for name in (f"{stem}.csv", "keyframes.jsonl", f"{stem}.glb", f"{stem}.mp4", "keyframes.png"):
+        if (out_dir / name).is_dir():  # found now, not when moving the finished files in
+            raise IsADirectoryError(f"output {out_dir / name} is a folder")
     timings = {} if timings is None else timings
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))

@@ -17,11 +17,17 @@ Script form (YAML or JSON)::
 keyframe's ``duration``; ``transition`` is how long the move into this keyframe takes (it shortens
 the previous keyframe's hold accordingly). A KeyframeFace request file (JSONL chat messages) gives
 the descriptions, background and emotion; its timing is the default pacing.
+
+Every size is bounded before anything is allocated: a script file holds at most
+:data:`MAX_SCRIPT_BYTES` (and, for YAML, :data:`MAX_YAML_NODES` nodes counting each alias as the
+nodes it repeats, which stops alias bombs), at most :data:`MAX_KEYFRAMES` keyframes of at most
+:data:`MAX_TEXT` characters, ``fps`` <= :data:`MAX_FPS`, and the whole animation lasts at most
+:data:`MAX_DURATION` seconds (so at most 864,001 frames). Errors quote at most ~80 characters of a
+bad value.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +36,20 @@ from typing import Any
 
 import numpy as np
 
+from ..io.errors import FormatError, excerpt, json_loads, read_text
+
 DEFAULT_FPS = 30.0
 DEFAULT_LEAD_IN = 0.5
 MIN_TRANSITION = 0.12  # seconds: the fastest move into a keyframe the pacing allows
 SCRIPT_KEYS = {"keyframes", "background", "emotion", "fps", "lead_in", "name"}
 KEYFRAME_KEYS = {"text", "duration", "time", "hold", "transition"}
+MAX_SCRIPT_BYTES = 4 * 2**20  # a script file (YAML, JSON or KeyframeFace JSONL)
+MAX_YAML_NODES = 100_000  # YAML nodes, each alias counted as all the nodes it stands for
+MAX_KEYFRAMES = 99  # KeyframeFace names keyframes "One" .. "Ninety Nine"
+MAX_TEXT = 4000  # characters in a description, the background, the emotion
+MAX_FPS = 240.0
+MAX_DURATION = 3600.0  # seconds: any time value, and the whole animation
+MAX_NAME = 100  # characters in the name (the outputs' file stem)
 
 
 def default_duration(text: str) -> float:
@@ -66,25 +81,27 @@ class Script:
     def __post_init__(self) -> None:
         if not self.keyframes:
             raise ValueError("script has no keyframes: give at least one keyframe description")
+        if len(self.keyframes) > MAX_KEYFRAMES:
+            raise ValueError(f"script has {len(self.keyframes)} keyframes; at most {MAX_KEYFRAMES}")
         for i, k in enumerate(self.keyframes):
             if not isinstance(k.text, str) or not k.text.strip():
-                raise ValueError(f"keyframes[{i}].text must be a non-empty string")
+                raise ValueError(f"keyframes[{i}].text must be a non-empty string, got {excerpt(k.text)}")
+            if len(k.text) > MAX_TEXT:
+                raise ValueError(f"keyframes[{i}].text has {len(k.text)} characters; at most {MAX_TEXT}")
             for key in ("duration", "time", "hold", "transition"):
                 v = getattr(k, key)
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                      or not np.isfinite(v) or v < 0):
-                    raise ValueError(f"keyframes[{i}].{key} must be a number >= 0, got {v!r}")
-            if k.duration is not None and k.duration <= 0:
-                raise ValueError(f"keyframes[{i}].duration must be > 0, got {k.duration!r}")
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not (
-                np.isfinite(self.fps) and 0 < self.fps <= 1000):
-            raise ValueError(f"fps must be a number in (0, 1000], got {self.fps!r}")
-        if isinstance(self.lead_in, bool) or not isinstance(self.lead_in, (int, float)) or not (
-                np.isfinite(self.lead_in) and self.lead_in >= 0):
-            raise ValueError(f"lead_in must be a number >= 0, got {self.lead_in!r}")
+                if v is not None:
+                    _seconds(v, f"keyframes[{i}].{key}", positive=key == "duration")
+        if not _is_number(self.fps) or not 0 < self.fps <= MAX_FPS:
+            raise ValueError(f"fps must be a number in (0, {MAX_FPS:g}], got {excerpt(self.fps)}")
+        _seconds(self.lead_in, "lead_in")
         for key in ("background", "emotion"):
-            if not isinstance(getattr(self, key), str):
-                raise ValueError(f"{key} must be a string")
+            v = getattr(self, key)
+            if not isinstance(v, str):
+                raise ValueError(f"{key} must be a string, got {excerpt(v)}")
+            if len(v) > MAX_TEXT:
+                raise ValueError(f"{key} has {len(v)} characters; at most {MAX_TEXT}")
+        check_name(self.name)
 
     @property
     def descriptions(self) -> list[str]:
@@ -118,8 +135,32 @@ class Script:
                     raise ValueError(f"keyframes[{i + 1}] leaves no time for the move into it "
                                      f"(gap {gaps[i]:g} s, transition {nxt.transition})")
             holds[i] = max(hold, 0.0)
-        end = float(times[-1] + max(durations[-1], holds[-1]))
-        return times + self.lead_in, holds, end + self.lead_in
+        end = float(times[-1] + max(durations[-1], holds[-1])) + self.lead_in
+        if end > MAX_DURATION:
+            raise ValueError(f"the animation would last {end:g} s; at most {MAX_DURATION:g} s")
+        return times + self.lead_in, holds, end
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _seconds(v: Any, what: str, positive: bool = False) -> None:
+    """A time in seconds: a number in [0, MAX_DURATION] (> 0 with ``positive``). The comparisons
+    hold for ints of any size (no float conversion) and fail for NaN."""
+    if not _is_number(v) or not 0 <= v <= MAX_DURATION or (positive and v == 0):
+        raise ValueError(f"{what} must be a number of seconds in {'(' if positive else '['}0, "
+                         f"{MAX_DURATION:g}], got {excerpt(v)}")
+
+
+def check_name(name: Any) -> str:
+    """A script name is the file stem of its outputs: a non-empty string of at most MAX_NAME
+    characters, no path separators, not starting with a dot."""
+    if (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or name.startswith(".")
+            or any(c in name for c in "/\\\0")):
+        raise ValueError(f"name must be a file stem (1..{MAX_NAME} characters, no '/', '\\' or "
+                         f"leading '.'), got {excerpt(name)}")
+    return name
 
 
 def _keyframe(obj: Any, i: int) -> Keyframe:
@@ -128,9 +169,9 @@ def _keyframe(obj: Any, i: int) -> Keyframe:
     if not isinstance(obj, Mapping):
         raise ValueError(f"keyframes[{i}] must be a string or a mapping with 'text', got "
                          f"{type(obj).__name__}")
-    unknown = set(obj) - KEYFRAME_KEYS
+    unknown = [k for k in obj if k not in KEYFRAME_KEYS]
     if unknown:
-        raise ValueError(f"keyframes[{i}] has unknown keys {sorted(map(str, unknown))}; "
+        raise ValueError(f"keyframes[{i}] has unknown keys {_keys(unknown)}; "
                          f"allowed: {sorted(KEYFRAME_KEYS)}")
     if "text" not in obj:
         raise ValueError(f"keyframes[{i}] has no 'text'")
@@ -141,14 +182,23 @@ def parse_script(obj: Mapping[str, Any], source: str = "") -> Script:
     """A script mapping (parsed YAML/JSON) -> :class:`Script`; unknown keys are errors."""
     if not isinstance(obj, Mapping):
         raise ValueError(f"a script must be a mapping with 'keyframes', got {type(obj).__name__}")
-    unknown = set(obj) - SCRIPT_KEYS
+    unknown = [k for k in obj if k not in SCRIPT_KEYS]
     if unknown:
-        raise ValueError(f"unknown script keys {sorted(map(str, unknown))}; allowed: {sorted(SCRIPT_KEYS)}")
+        raise ValueError(f"unknown script keys {_keys(unknown)}; allowed: {sorted(SCRIPT_KEYS)}")
     frames = obj.get("keyframes")
     if not isinstance(frames, Sequence) or isinstance(frames, str) or not frames:
         raise ValueError("script has no keyframes: 'keyframes' must be a non-empty list")
+    if len(frames) > MAX_KEYFRAMES:
+        raise ValueError(f"script has {len(frames)} keyframes; at most {MAX_KEYFRAMES}")
     kw = {k: obj[k] for k in ("background", "emotion", "fps", "lead_in", "name") if obj.get(k) is not None}
-    return Script([_keyframe(f, i) for i, f in enumerate(frames)], source=source, **kw)
+    script = Script([_keyframe(f, i) for i, f in enumerate(frames)], source=source, **kw)
+    script.timing()  # times that do not increase, or too long an animation, fail here
+    return script
+
+
+def _keys(keys: list) -> str:
+    """Unknown keys for a message: a few, each cut short."""
+    return "[" + ", ".join(excerpt(k, 40) for k in keys[:5]) + (", ..." if len(keys) > 5 else "") + "]"
 
 
 def from_requests(requests: Sequence[Any], source: str = "") -> list[Script]:
@@ -196,38 +246,90 @@ def _one(scripts: list[Script]) -> Script:
 
 
 def _load_file(path: Path) -> Script:
+    """A script file -> Script; every problem is a FormatError naming the file (and line)."""
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8-sig")
-    if suffix == ".jsonl":
-        from ..io import read_keyframeface
-
-        items = read_keyframeface(path)
-        if not items:
-            raise ValueError(f"{path}: empty request file")
-        if isinstance(items[0], dict):
-            raise ValueError(f"{path}: holds KeyframeFace responses, not requests")
-        return _one(from_requests(items, source=str(path)))
-    if suffix == ".json":
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not JSON: {e.msg} (line {e.lineno})") from None
-    elif suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            obj = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not YAML: {str(e).splitlines()[0]}") from None
-    else:
-        raise ValueError(f"{path}: unknown script type {suffix!r}; use .jsonl (KeyframeFace requests), "
-                         ".json or .yaml")
-    if obj is None:
-        raise ValueError(f"{path}: empty script")
+    if suffix not in (".jsonl", ".json", ".yaml", ".yml"):
+        raise ValueError(f"{path}: unknown script type {excerpt(suffix)}; use .jsonl (KeyframeFace "
+                         "requests), .json or .yaml")
+    if path.stat().st_size > MAX_SCRIPT_BYTES:
+        raise FormatError(f"file is larger than {MAX_SCRIPT_BYTES} bytes; a script is a few kB", path=path)
     try:
+        if suffix == ".jsonl":
+            return _load_requests(path)
+        text = read_text(path, max_bytes=MAX_SCRIPT_BYTES)
+        obj = json_loads(text, what="not JSON", path=path) if suffix == ".json" else _load_yaml(text, path)
+        if obj is None:
+            raise ValueError("empty script")
         script = parse_script(obj, source=str(path))
+    except FormatError:
+        raise
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise FormatError(str(e), path=path) from None
     if "name" not in obj:
-        script.name = path.stem
+        try:
+            script.name = check_name(path.stem)
+        except ValueError:
+            pass  # the file's name is no file stem for the outputs: keep the default
     return script
+
+
+def _load_requests(path: Path) -> Script:
+    from ..io import read_keyframeface
+
+    items = read_keyframeface(path)
+    if not items:
+        raise ValueError("empty request file")
+    if isinstance(items[0], dict):
+        raise ValueError("holds KeyframeFace responses, not requests")
+    return _one(from_requests(items, source=str(path)))
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` after counting the nodes from the event stream (no node is built before
+    the count is known: an alias bomb of a few hundred bytes stands for billions)."""
+    try:
+        import yaml
+    except ImportError:
+        raise ImportError('reading a YAML script needs PyYAML: pip install "facecore[animate]"') from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: fast, nesting <= 1000
+    try:
+        _count_yaml_nodes(yaml.parse(text, Loader=loader), yaml, path)
+        return yaml.load(text, Loader=loader)
+    except FormatError:
+        raise
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise FormatError(f"not YAML: {str(e).splitlines()[0]}", path=path,
+                          line=mark.line + 1 if mark is not None else None) from None
+    except RecursionError:
+        raise FormatError("not YAML: nested too deeply", path=path) from None
+    except ValueError as e:  # a value no Python type holds: an int over 4300 digits, a bad date
+        raise FormatError(f"not YAML: {str(e)[:120]}", path=path) from None
+
+
+def _count_yaml_nodes(events: Any, yaml: Any, path: Path) -> None:
+    """Raise FormatError when the document stands for more than MAX_YAML_NODES nodes (an alias
+    counts as every node of its anchor) or an alias is used before its anchor is complete."""
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for
+    open_: list[tuple[str | None, int]] = []  # collections being read: (anchor, count at start)
+    count = 0
+    for ev in events:
+        if isinstance(ev, yaml.AliasEvent):
+            if ev.anchor not in sizes:
+                raise FormatError(f"not YAML: alias *{ev.anchor[:40]} is undefined or refers "
+                                  "to a node that contains it", path=path, line=ev.start_mark.line + 1)
+            count += sizes[ev.anchor]
+        elif isinstance(ev, yaml.ScalarEvent):
+            count += 1
+            if ev.anchor is not None:
+                sizes[ev.anchor] = 1
+        elif isinstance(ev, yaml.CollectionStartEvent):
+            open_.append((ev.anchor, count))
+            count += 1
+        elif isinstance(ev, yaml.CollectionEndEvent):
+            anchor, start = open_.pop()
+            if anchor is not None:
+                sizes[anchor] = count - start
+        if count > MAX_YAML_NODES:
+            raise FormatError(f"script has over {MAX_YAML_NODES} YAML nodes (counting what each alias "
+                              "repeats); a script is a few dozen", path=path, line=ev.start_mark.line + 1)

@@ -10,8 +10,8 @@ three.js and facecore.rig.load_gltf read), and an animation with
   roll from the 9 pose channels, with facecore.pose's convention). Eye rotations need skinning
   and are not exported.
 
-:func:`read_glb` reads back what :func:`write_glb` writes (and simple GLBs in general), for tests
-and tools.
+:func:`read_glb` (from :mod:`facecore.io.gltf_reader`, the validated reader that
+facecore.rig.load_gltf also uses) reads back what :func:`write_glb` writes, for tests and tools.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 
 from .._names import BLENDSHAPES
+from ..rig.face_rig import vertex_normals_np
+from .gltf_reader import CHUNK_BIN, CHUNK_JSON, read_glb
+
+__all__ = ["pose_quaternions", "read_glb", "write_glb"]
 
 GLB_MAGIC = 0x46546C67  # "glTF"
-CHUNK_JSON = 0x4E4F534A
-CHUNK_BIN = 0x004E4942
-FLOAT, UINT, USHORT = 5126, 5125, 5123
+FLOAT, UINT = 5126, 5125
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
-_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
-_DTYPES = {FLOAT: np.float32, UINT: np.uint32, USHORT: np.uint16, 5121: np.uint8}
 
 
 class _Builder:
@@ -92,15 +92,6 @@ def _np(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    n = np.zeros_like(v)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return (n / np.where(length > 0, length, 1.0)).astype(np.float32)
-
-
 def pose_quaternions(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
     """``Ry(yaw) Rx(-pitch) Rz(-roll)`` (facecore.pose) as glTF quaternions ``[N, 4]`` (x, y, z, w)."""
     def axis_q(axis: int, ang: np.ndarray) -> np.ndarray:
@@ -139,7 +130,8 @@ def write_glb(path: str | os.PathLike, rig: Any, track: Any | None = None, *, na
     b = _Builder()
     local = neutral - pivot  # the mesh hangs under a head node placed at the neck pivot
     attrs = {"POSITION": b.accessor(local, "VEC3", ARRAY_BUFFER, minmax=True),
-             "NORMAL": b.accessor(_vertex_normals(neutral, tris.astype(np.int64)), "VEC3", ARRAY_BUFFER)}
+             "NORMAL": b.accessor(vertex_normals_np(neutral, tris.astype(np.int64)).astype(np.float32),
+                                  "VEC3", ARRAY_BUFFER)}
     colors = getattr(rig, "colors", None)
     if colors is not None:
         attrs["COLOR_0"] = b.accessor(np.clip(_np(colors), 0, 1).astype(np.float32), "VEC3", ARRAY_BUFFER)
@@ -186,74 +178,3 @@ def write_glb(path: str | os.PathLike, rig: Any, track: Any | None = None, *, na
         f.write(struct.pack("<III", GLB_MAGIC, 2, total))
         f.write(struct.pack("<II", len(js), CHUNK_JSON) + js)
         f.write(struct.pack("<II", len(b.blob), CHUNK_BIN) + bytes(b.blob))
-
-
-def _read_accessor(doc: dict, blob: bytes, i: int) -> np.ndarray:
-    a = doc["accessors"][i]
-    dt = np.dtype(_DTYPES[a["componentType"]])
-    comps = _COMPONENTS[a["type"]]
-    shape = (a["count"], comps) if comps > 1 else (a["count"],)
-
-    def view(vi: int, count: int, d: np.dtype, c: int, extra_offset: int = 0) -> np.ndarray:
-        v = doc["bufferViews"][vi]
-        off = v.get("byteOffset", 0) + extra_offset
-        arr = np.frombuffer(blob, dtype=d, count=count * c, offset=off)
-        return arr.reshape((count, c) if c > 1 else (count,))
-
-    if "bufferView" in a:
-        out = view(a["bufferView"], a["count"], dt, comps, a.get("byteOffset", 0)).copy()
-    else:
-        out = np.zeros(shape, dt)
-    sp = a.get("sparse")
-    if sp:
-        idt = np.dtype(_DTYPES[sp["indices"]["componentType"]])
-        idx = view(sp["indices"]["bufferView"], sp["count"], idt, 1, sp["indices"].get("byteOffset", 0))
-        out[idx] = view(sp["values"]["bufferView"], sp["count"], dt, comps, sp["values"].get("byteOffset", 0))
-    return out
-
-
-def read_glb(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a GLB: ``{"json", "positions" [V,3] (mesh-local), "indices" [F,3], "targets" [K,V,3],
-    "target_names", "node_translations", "times" [N] | None, "weights" [N,K] | None,
-    "rotations" [N,4] | None}`` for the first mesh primitive and first animation."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 20:
-        raise ValueError(f"{path}: too short to be a GLB file")
-    magic, version, total = struct.unpack_from("<III", data, 0)
-    if magic != GLB_MAGIC or version != 2:
-        raise ValueError(f"{path}: not a glTF 2.0 binary (magic {magic:#x}, version {version})")
-    if total != len(data):
-        raise ValueError(f"{path}: header says {total} bytes, file has {len(data)}")
-    n_json, kind = struct.unpack_from("<II", data, 12)
-    if kind != CHUNK_JSON:
-        raise ValueError(f"{path}: first chunk is not JSON")
-    doc = json.loads(data[20:20 + n_json])
-    blob = b""
-    at = 20 + n_json
-    if at < len(data):
-        n_bin, kind = struct.unpack_from("<II", data, at)
-        if kind != CHUNK_BIN:
-            raise ValueError(f"{path}: second chunk is not BIN")
-        blob = data[at + 8: at + 8 + n_bin]
-    prim = doc["meshes"][0]["primitives"][0]
-    out: dict[str, Any] = {
-        "json": doc,
-        "positions": _read_accessor(doc, blob, prim["attributes"]["POSITION"]),
-        "indices": _read_accessor(doc, blob, prim["indices"]).reshape(-1, 3),
-        "targets": np.stack([_read_accessor(doc, blob, t["POSITION"]) for t in prim.get("targets", [])])
-        if prim.get("targets") else np.zeros((0, 0, 3), np.float32),
-        "target_names": doc["meshes"][0].get("extras", {}).get("targetNames", []),
-        "node_translations": [n.get("translation", [0.0, 0.0, 0.0]) for n in doc.get("nodes", [])],
-        "times": None, "weights": None, "rotations": None,
-    }
-    for anim in doc.get("animations", [])[:1]:
-        for ch in anim["channels"]:
-            s = anim["samplers"][ch["sampler"]]
-            out["times"] = _read_accessor(doc, blob, s["input"])
-            vals = _read_accessor(doc, blob, s["output"])
-            if ch["target"]["path"] == "weights":
-                out["weights"] = vals.reshape(out["times"].shape[0], -1)
-            elif ch["target"]["path"] == "rotation":
-                out["rotations"] = vals
-    return out

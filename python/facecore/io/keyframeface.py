@@ -18,6 +18,7 @@ user content reads::
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FormatError
+from .errors import FormatError, excerpt, json_loads, read_text
 from .semanticface import find_json_object, params_from_json, params_to_json
 
 __all__ = ["SYSTEM_PROMPT", "KeyframeRequest", "make_requests", "keyframe_name", "keyframe_key",
@@ -84,9 +85,11 @@ class KeyframeRequest:
         bad = [k for k in self.keyframes
                if not isinstance(k, str) or not k or k != k.strip() or ":" in k or "\n" in k]
         if bad:
-            raise ValueError(f"keyframe names must be stripped one-line strings without ':', got {bad}")
+            raise ValueError(f"keyframe names must be stripped one-line strings without ':', got "
+                             f"{excerpt(bad)}")
         if self.target not in self.keyframes:
-            raise ValueError(f"target {self.target!r} is not one of the keyframes {list(self.keyframes)}")
+            raise ValueError(f"target {excerpt(self.target)} is not one of the keyframes "
+                             f"{excerpt(list(self.keyframes))}")
 
     @property
     def target_key(self) -> str:
@@ -119,18 +122,28 @@ def make_requests(descriptions: Sequence[str], background: str = "", emotion: st
 
 
 # Values keep their own whitespace: only the one space after the colon belongs to the format.
-_ITEM = re.compile(r"^\s*-\s*([^:]+?)\s*: ?(.*)$")
 _FIELD = re.compile(r"^\s*(Background|Emotion)\s*: ?(.*)$")
-_TASK = re.compile(r"^Task Instruction\s*:\s*Generate the facial expression parameters for\s+(.+?)\.?\s*$")
+_TASK = re.compile(r"^Task Instruction\s*:\s*Generate the facial expression parameters for\s+")
+
+
+def _item(raw: str) -> tuple[str, str] | None:
+    """``"- Keyframe One: text"`` -> ("Keyframe One", "text"), None for any other line. String
+    operations, not a regex: ``-\\s*([^:]+?)\\s*:`` backtracks cubically on a long run of spaces."""
+    head, colon, value = raw.partition(":")
+    head = head.strip()
+    if not colon or not head.startswith("-") or not head[1:].strip():
+        return None
+    return head[1:].strip(), value[1:] if value.startswith(" ") else value
 
 
 def _parse_user(text: str) -> tuple[dict[str, str], str, str, str]:
     """User content -> (keyframes, target, background, emotion); ValueError names the problem."""
-    keyframes: dict[str, str] = {}
-    found: dict[str, str] = {}
+    # Values are collected as lists of lines (joined at the end: appending to a str is quadratic).
+    keyframes: dict[str, list[str]] = {}
+    found: dict[str, list[str]] = {}
     target = None
     section = None
-    last: tuple[dict[str, str], str] | None = None  # the value that continuation lines extend
+    last: list[str] | None = None  # the value that continuation lines extend
     for raw in text.split("\n"):
         line = raw.strip()
         if not line:
@@ -140,21 +153,21 @@ def _parse_user(text: str) -> tuple[dict[str, str], str, str, str]:
             section = "seq"
             continue
         if (m := _FIELD.match(raw)) is not None:
-            found[m.group(1).lower()] = m.group(2)
-            section, last = None, (found, m.group(1).lower())
+            last = found[m.group(1).lower()] = [m.group(2)]
+            section = None
             continue
-        if (m := _TASK.match(line)) is not None:
-            target = m.group(1).strip()
+        if (m := _TASK.match(line)) is not None and line[m.end():]:
+            rest = line[m.end():]  # "Keyframe One." (the line is stripped)
+            target = (rest[:-1] if rest.endswith(".") else rest).strip()
             section = last = None
             continue
-        if section == "seq" and (m := _ITEM.match(raw)) is not None:
-            if m.group(1) in keyframes:
-                raise ValueError(f"keyframe {m.group(1)!r} described twice")
-            keyframes[m.group(1)] = m.group(2)
-            last = (keyframes, m.group(1))
+        if section == "seq" and (item := _item(raw)) is not None:
+            if item[0] in keyframes:
+                raise ValueError(f"keyframe {excerpt(item[0])} described twice")
+            last = keyframes[item[0]] = [item[1]]
             continue
         if last is not None:  # a description or field running over several lines
-            last[0][last[1]] += "\n" + raw
+            last.append(raw)
             continue
         raise ValueError(f"unexpected text in the user message: {line[:60]!r}")
     if not keyframes:
@@ -163,8 +176,10 @@ def _parse_user(text: str) -> tuple[dict[str, str], str, str, str]:
         raise ValueError("user message has no 'Task Instruction: Generate the facial expression "
                          "parameters for <keyframe>.' line")
     if target not in keyframes:
-        raise ValueError(f"task targets {target!r}, which is not in the sequence {list(keyframes)}")
-    return keyframes, target, found.get("background", ""), found.get("emotion", "")
+        raise ValueError(f"task targets {excerpt(target)}, which is not in the sequence "
+                         f"{excerpt(list(keyframes))}")
+    text_of = {k: "\n".join(v) for k, v in keyframes.items()}
+    return text_of, target, "\n".join(found.get("background", [""])), "\n".join(found.get("emotion", [""]))
 
 
 def parse_response(text: str, *, strict: bool = True, path: str | os.PathLike | None = None,
@@ -176,11 +191,7 @@ def parse_response(text: str, *, strict: bool = True, path: str | os.PathLike | 
     ignored), absent channels are 0 and unknown names are ignored. Raises :class:`FormatError`.
     """
     if strict:
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"response is not strict JSON: {e.msg} (column {e.colno})", path=path,
-                              line=line + e.lineno) from None
+        obj = json_loads(text, what="response is not strict JSON", path=path, line=line)
         start = 0
         if not isinstance(obj, dict):
             raise FormatError(f"response must be a JSON object, got {type(obj).__name__}", path=path,
@@ -192,10 +203,11 @@ def parse_response(text: str, *, strict: bool = True, path: str | os.PathLike | 
     if not obj:
         raise FormatError("response holds no keyframe", path=path, line=line + 1)
     out = {}
-    for key, values in obj.items():
+    for key, values in obj.items():  # keys come in text order: each search starts at the last one
         at = text.find(json.dumps(key), start)
-        out[key] = params_from_json(values, strict=strict, what=f"keyframe {key!r}", text=text,
-                                    start=max(at, start), path=path, line_offset=line)
+        start = max(at, start)
+        out[key] = params_from_json(values, strict=strict, what=f"keyframe {excerpt(key)}", text=text,
+                                    start=start, path=path, line_offset=line)
     return out
 
 
@@ -215,9 +227,9 @@ def _request_from_json(obj: dict, strict: bool, path: str, line: int) -> Keyfram
     by_role: dict[str, str] = {}
     for m in msgs:
         if m["role"] in by_role:
-            raise FormatError(f"two {m['role']!r} messages", path=path, line=line)
+            raise FormatError(f"two {excerpt(m['role'])} messages", path=path, line=line)
         if m["role"] not in ("system", "user", "assistant"):
-            raise FormatError(f"unknown message role {m['role']!r}", path=path, line=line)
+            raise FormatError(f"unknown message role {excerpt(m['role'])}", path=path, line=line)
         by_role[m["role"]] = m["content"]
     if "user" not in by_role:
         raise FormatError("request has no user message", path=path, line=line)
@@ -243,14 +255,12 @@ def read_keyframeface(path: str | os.PathLike, *, strict: bool = True
     name = os.fspath(path)
     items: list[Any] = []
     kind = None
-    with open(name, encoding="utf-8-sig") as f:
+    # Read whole and decoded at once, so that bytes which are not UTF-8 are reported with their line.
+    with io.StringIO(read_text(name), newline=None) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FormatError(f"not JSON: {e.msg} (column {e.colno})", path=name, line=line_no) from None
+            obj = json_loads(line.rstrip("\n"), what="not JSON", path=name, line=line_no - 1)
             if not isinstance(obj, dict) or ("messages" in obj) == ("response" in obj):
                 raise FormatError("expected an object with either 'messages' (request) or 'response'",
                                   path=name, line=line_no)

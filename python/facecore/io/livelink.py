@@ -8,7 +8,8 @@ some spell the count column ``BlendshapeCount``, and older files carry only the 
 
 ``strict=True`` (default) turns every irregularity into a :class:`FormatError` carrying the line
 number. ``strict=False`` skips malformed rows, ignores unknown columns, fills absent channels with 0
-and sorts rows whose times go backwards, reporting what it did in one ``warnings.warn``.
+and sorts rows whose times go backwards, reporting what it did in one ``warnings.warn``. Values
+must be finite float32 numbers (|v| <= 3.4e38) in both modes.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from typing import IO, Any
 import numpy as np
 
 from .. import arkit
-from .errors import FormatError
+from .errors import FormatError, excerpt, read_text, unknown_channel
 from .track import Track
 
 __all__ = ["read_csv", "write_csv", "parse_timecode", "format_timecode"]
 
-_TIMECODE = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})[:;.](\d+)(?:\.(\d+))?\s*$")
+# Digit counts are bounded so that no field can overflow a float.
+_TIMECODE = re.compile(r"^\s*(\d{1,9}):(\d{1,2}):(\d{1,2})[:;.](\d{1,9})(?:\.(\d{1,18}))?\s*$")
 _COUNT_NAMES = ("blendshapecount",)  # matched lower-cased: BlendShapeCount and BlendshapeCount
 _DAY = 86400.0
+_F32_MAX = float(np.finfo(np.float32).max)  # larger values would turn into inf in the float32 track
 
 
 def parse_timecode(text: str, timebase: int = 60, *, strict: bool = True) -> float:
@@ -44,7 +47,7 @@ def parse_timecode(text: str, timebase: int = 60, *, strict: bool = True) -> flo
     """
     m = _TIMECODE.match(text)
     if m is None:
-        raise ValueError(f"bad timecode {text!r}, expected HH:MM:SS:FF.fff")
+        raise ValueError(f"bad timecode {excerpt(text)}, expected HH:MM:SS:FF.fff")
     h, mi, s, f = (int(g) for g in m.groups()[:4])
     sub = m.group(5)
     frac = int(sub) / 10 ** len(sub) if sub else 0.0
@@ -78,13 +81,30 @@ def _check_timebase(timebase: Any) -> int:
 
 @contextlib.contextmanager
 def _text(path: Any, mode: str) -> Iterator[tuple[IO[str], str]]:
-    """Open ``path`` (or pass a text stream through) for csv; yields (stream, name for errors)."""
+    """Open ``path`` (or pass a text stream through) for csv; yields (stream, name for errors).
+    Files are read whole, so that bytes which are not UTF-8 are reported with their line."""
     if hasattr(path, "read" if mode == "r" else "write"):
         yield path, getattr(path, "name", "<stream>")
         return
     name = os.fspath(path)
-    with open(name, mode, newline="", encoding="utf-8-sig" if mode == "r" else "utf-8") as f:
+    if mode == "r":
+        yield io.StringIO(read_text(name), newline=""), name
+        return
+    with open(name, mode, newline="", encoding="utf-8") as f:
         yield f, name
+
+
+def _rows(reader: Any, name: str) -> Iterator[list[str]]:
+    """``reader``'s rows; csv's own errors (a field over csv's size limit, a stream that does not
+    decode) become :class:`FormatError` at the line reached."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise FormatError(f"unreadable CSV: {e}", path=name, line=max(reader.line_num, 1)) from None
+        yield row
 
 
 def _header(row: list[str], strict: bool, name: str, notes: list[str]) -> tuple[int, int | None, list]:
@@ -92,7 +112,8 @@ def _header(row: list[str], strict: bool, name: str, notes: list[str]) -> tuple[
     cells = [c.strip() for c in row]
     lower = [c.lower() for c in cells]
     if "timecode" not in lower:
-        raise FormatError(f"header has no Timecode column: {','.join(cells[:4])}...", path=name, line=1)
+        raise FormatError(f"header has no Timecode column: {excerpt(','.join(cells[:4]))}...",
+                          path=name, line=1)
     tc = lower.index("timecode")
     count = next((j for j, c in enumerate(lower) if c in _COUNT_NAMES), None)
     if strict and (tc != 0 or count != 1):
@@ -100,18 +121,19 @@ def _header(row: list[str], strict: bool, name: str, notes: list[str]) -> tuple[
     cols: list[tuple[int, int]] = []
     seen: dict[int, str] = {}
     halves: dict[int, int] = {}
+    unknown: list[str] = []
+    no_channel: list[str] = []
     for j, c in enumerate(cells):
         if j == tc or j == count:
             continue
-        try:
-            ch = arkit._lookup(c)
-        except (ValueError, TypeError) as e:
+        ch = arkit._LOOKUP.get(c.lower())  # O(1); only an error computes "did you mean" hints
+        if ch is None:
             if strict:
-                raise FormatError(f"column {j + 1}: {e}", path=name, line=1) from None
-            notes.append(f"ignored unknown column {c!r}")
+                raise FormatError(f"column {j + 1}: {unknown_channel(c)}", path=name, line=1)
+            unknown.append(c)
             continue
         if ch < 0:
-            notes.append(f"ignored column {c!r} (no ARKit channel)")
+            no_channel.append(c)
             continue
         split = c.lower() in arkit._SPLIT_HALVES
         if ch in seen and not (split and halves.get(ch) == 1 and seen[ch].lower() != c.lower()):
@@ -120,6 +142,10 @@ def _header(row: list[str], strict: bool, name: str, notes: list[str]) -> tuple[
         seen[ch] = c
         halves[ch] = halves.get(ch, 0) + 1 if split else 0
         cols.append((j, ch))
+    if unknown:
+        notes.append(f"ignored {len(unknown)} unknown column(s): {_first(unknown)}")
+    if no_channel:
+        notes.append(f"ignored {len(no_channel)} column(s) with no ARKit channel: {_first(no_channel)}")
     present = set(seen)
     absent = [arkit.NAMES[i] for i in range(arkit.NUM_CHANNELS) if i not in present]
     blend_absent = [n for n in absent if arkit.INDEX[n] < arkit.NUM_BLENDSHAPES]
@@ -133,6 +159,10 @@ def _header(row: list[str], strict: bool, name: str, notes: list[str]) -> tuple[
                               path=name, line=1)
         notes.append(f"filled absent channel(s) with 0: {', '.join(missing)}")
     return tc, count, cols
+
+
+def _first(items: list[str], n: int = 10) -> str:
+    return ", ".join(excerpt(c, 40) for c in items[:n]) + (", ..." if len(items) > n else "")
 
 
 def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: bool = True,
@@ -152,9 +182,10 @@ def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: b
     rows: list[list[float]] = []
     with _text(path, "r") as (f, name):
         reader = csv.reader(f)
-        header = next(reader, None)
+        rows_in = _rows(reader, name)
+        header = next(rows_in, None)
         while header is not None and not any(c.strip() for c in header):
-            header = next(reader, None)  # leading blank lines
+            header = next(rows_in, None)  # leading blank lines
         if header is None:
             raise FormatError("empty file, expected a Timecode,BlendShapeCount,... header", path=name, line=1)
         header_line = reader.line_num
@@ -170,7 +201,8 @@ def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: b
         for c in set(ch_idx.tolist()):
             weight[ch_idx == c] = 1.0 / np.count_nonzero(ch_idx == c)  # ICT halves: mean
         day = 0.0
-        for row in reader:
+        back_in_time = 0
+        for row in rows_in:
             line = reader.line_num
             if not any(c.strip() for c in row):
                 continue  # blank lines (e.g. a trailing newline)
@@ -194,17 +226,19 @@ def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: b
                 try:
                     int(row[count])
                 except ValueError:
-                    bad(f"BlendShapeCount {row[count]!r} is not an integer")
+                    bad(f"BlendShapeCount {excerpt(row[count])} is not an integer")
                     continue
             try:
                 vals = [float(row[j]) for j in col_list]
             except ValueError:
                 j = next(j for j in col_idx if not _is_float(row[j]))
-                bad(f"column {header[j].strip()!r}: {row[j]!r} is not a number")
+                bad(f"column {header[j].strip()!r}: {excerpt(row[j])} is not a number")
                 continue
-            if not all(map(math.isfinite, vals)):
-                j = next(j for j, v in zip(col_idx, vals) if not math.isfinite(v))
-                bad(f"column {header[j].strip()!r}: {row[j].strip()!r} is not finite")
+            # NaN fails the range test too; inf and 1e39 both exceed float32's largest value.
+            if vals and not (all(map(math.isfinite, vals)) and max(map(abs, vals)) <= _F32_MAX):
+                j, v = next((j, v) for j, v in zip(col_list, vals) if not abs(v) <= _F32_MAX)
+                why = "is not finite" if not math.isfinite(v) else "is beyond float32's range (3.4e38)"
+                bad(f"column {header[j].strip()!r}: {excerpt(row[j].strip())} {why}")
                 continue
             t += day
             if times and t < times[-1]:
@@ -214,9 +248,13 @@ def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: b
                 elif strict:
                     raise FormatError(f"timecode {row[tc].strip()} goes back in time", path=name, line=line)
                 else:
-                    notes.append(f"line {line}: timecode goes back in time; rows sorted")
+                    back_in_time += 1
+                    if back_in_time == 1:
+                        notes.append(f"line {line}: timecode goes back in time; rows sorted")
             times.append(t)
             rows.append(vals)
+    if back_in_time > 1:
+        notes.append(f"{back_in_time - 1} more row(s) going back in time")
     if skipped:
         notes.insert(0, f"skipped {len(skipped)} malformed row(s): " + "; ".join(skipped[:10])
                      + ("; ..." if len(skipped) > 10 else ""))
@@ -244,9 +282,8 @@ def _is_float(s: str) -> bool:
 def _estimate_fps(times: np.ndarray, timebase: int) -> float:
     steps = np.diff(times)
     steps = steps[steps > 0]
-    if steps.size == 0:
-        return float(timebase)
-    return round(1.0 / float(np.median(steps)), 3)
+    fps = round(1.0 / float(np.median(steps)), 3) if steps.size else math.inf
+    return fps if math.isfinite(fps) else float(timebase)  # steps below 1e-308 s: no rate to read
 
 
 def _cells(params: np.ndarray, precision: int | None) -> list[list[str]]:

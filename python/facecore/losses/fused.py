@@ -52,6 +52,8 @@ def sequence_logprobs(
 
     ``hidden`` ``[B, T, H]``, ``targets`` ``[B, T]`` (already shifted: targets[b, t] is predicted from
     hidden[b, t]); tokens with ``targets == ignore_index`` or ``mask == False`` are not counted.
+    float32 for float16/bfloat16 inputs (the token log-probs are float32 already; a half-precision sum
+    of a -2000 sequence would drown an O(1) preference margin).
     """
     op = "sequence_logprobs"
     if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3:

@@ -111,3 +111,20 @@ def check_same_dtype(op: str, **tensors: torch.Tensor | None) -> torch.dtype:
             raise TypeError(f"{op}: {k} has dtype {v.dtype} but {items[0][0]} has {dt}; "
                             "they must match")
     return dt
+
+
+def checked_indices(op: str, name: str, idx: torch.Tensor, bound: int) -> torch.Tensor:
+    """``idx`` (int32/int64 ``[N, C]`` vertex indices, each in ``[0, bound)``) as int32, contiguous.
+
+    Call it inside the custom op (custom op bodies run eagerly even under torch.compile). Checked here on
+    the GPU (one min/max reduction and one sync) and for int64 *before* the cast, which would otherwise
+    wrap 2**32 + 1 to 1, a wrong index that looks valid; CPU int32 indices are left to the C++ kernel,
+    which checks them in the pass that reads them. Raises ValueError naming the first bad row.
+    """
+    if idx.numel() and (idx.dtype != torch.int32 or idx.device.type != "cpu"):
+        lo, hi = torch.aminmax(idx)
+        if int(lo) < 0 or int(hi) >= bound:
+            bad = int(((idx < 0) | (idx >= bound)).any(1).nonzero()[0])
+            raise ValueError(f"{op}: {name}[{bad}] = {idx[bad].tolist()} has a vertex index outside "
+                             f"[0, V={bound})")
+    return idx.to(torch.int32).contiguous()

@@ -12,13 +12,14 @@ import torch
 from .. import _C
 from ..reference.rasterize import antialias as _ref_antialias
 from ._common import check_same_device, check_tensor, choose_backend, stream, threads
-from .rasterize import check_tri
+from .rasterize import check_tri, checked_tri
 
 _FLOATS = (torch.float32, torch.float64)
 
 
 @torch.library.custom_op("facecore::antialias", mutates_args=())
 def _antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+    tri = checked_tri("antialias", tri, pos.shape[1], color.dtype)
     out = torch.empty_like(color)
     if tri.numel() == 0 or color.numel() == 0:
         return out.copy_(color)
@@ -35,6 +36,7 @@ def _(color, rast, pos, tri):
 def _antialias_backward(
     grad_out: torch.Tensor, color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    tri = checked_tri("antialias_backward", tri, pos.shape[1], color.dtype)
     grad_color = torch.empty_like(color)
     grad_pos = torch.empty_like(pos)
     if tri.numel() == 0 or color.numel() == 0:
@@ -88,10 +90,10 @@ def antialias(
         if pos.shape[0] != 1:
             raise ValueError(f"{op}: pos has batch {pos.shape[0]} but color has {B}")
         pos = pos.expand(B, -1, -1)
-    tri = check_tri(op, tri, pos.shape[1])
+    tri = check_tri(op, tri)
     backend = choose_backend(op, backend, device)
     if backend == "reference":
-        return _ref_antialias(color, rast, pos, tri)
+        return _ref_antialias(color, rast, pos, checked_tri(op, tri, pos.shape[1], color.dtype))
     if backend == "cuda" and color.dtype != torch.float32:
         raise TypeError(f"{op}: the cuda backend computes in float32, got {color.dtype}")
     return torch.ops.facecore.antialias(color.contiguous(), rast.detach().contiguous(), pos.contiguous(), tri)

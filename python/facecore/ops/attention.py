@@ -147,7 +147,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
     ``causal`` aligned bottom-right (query ``i`` sees keys ``j <= i + Lk - Lq``, as in FlashAttention
     >= 2.1 and KV-cache decoding; PyTorch's ``is_causal`` aligns top-left); ``key_padding_mask [B, Lk]``
     bool, True = padding key (never attended); ``scale`` defaults to ``1/sqrt(D)``. A query whose keys
-    are all masked returns zeros (and ``lse = -inf``) with zero gradients.
+    are all masked returns zeros (and ``lse = -inf``) with zero gradients. Padding keys may hold garbage:
+    their scores are overwritten (not added to), their K/V rows read as zeros and get zero gradient, so a
+    NaN/inf there (or in its bias) never reaches a real row; a NaN query gives a NaN row of its own.
 
     Returns ``out [B, Hq, Lq, D]`` and, with ``return_lse``, ``lse [B, Hq, Lq]`` (float32, or float64
     for float64 inputs), itself differentiable.

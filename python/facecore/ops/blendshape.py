@@ -7,6 +7,11 @@ with deltas dense ``[K,V,3]`` or a :class:`SparseDeltas` (block-sparse, lossless
 centres by the eye pose channels, then everything rotated about the neck pivot by the head pose
 channels (see :mod:`facecore.pose` for the angle mapping), fused in one pass over the vertices.
 
+Non-finite values follow IEEE arithmetic on every backend (cpu, cuda, triton, reference): a zero weight
+is multiplied like any other, so ``0 * NaN = NaN`` and a NaN/inf delta reaches the output even when its
+weight is zero. Only deltas that are not stored (the dropped all-zero blocks of a :class:`SparseDeltas`)
+are exact zeros and never contribute.
+
 Custom ops (all with fake implementations and autograd):
 ``facecore::blendshape`` / ``facecore::blendshape_backward`` and
 ``facecore::deform`` / ``facecore::deform_backward``. The rotations are built from the pose channels
@@ -284,6 +289,7 @@ def blendshape(weights: torch.Tensor, neutral: torch.Tensor, deltas: torch.Tenso
     ``deltas`` is dense ``[K, V, 3]`` or a :class:`SparseDeltas` (see :func:`sparse_deltas`); gradients
     flow to weights, neutral and deltas (``SparseDeltas.values`` for sparse). float32 on every backend,
     float64 on the CPU and reference backends. Non-contiguous inputs are copied to contiguous ones.
+    NaN/inf follow IEEE arithmetic (a zero weight times a NaN delta is NaN), identically on every backend.
     """
     op = "blendshape"
     check_tensor(op, "weights", weights, ndim=2, dtypes=_FLOATS, spec="[B, K]")

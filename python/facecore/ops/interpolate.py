@@ -13,13 +13,14 @@ import torch
 from .. import _C
 from ..reference.rasterize import interpolate as _ref_interpolate
 from ._common import check_same_device, check_tensor, choose_backend, stream, threads
-from .rasterize import check_tri
+from .rasterize import check_tri, checked_tri
 
 _FLOATS = (torch.float32, torch.float64)
 
 
 @torch.library.custom_op("facecore::interpolate", mutates_args=())
 def _interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+    tri = checked_tri("interpolate", tri, attr.shape[1], rast.dtype)
     B, H, W, _ = rast.shape
     out = attr.new_empty(B, H, W, attr.shape[2])
     if attr.numel() == 0 or tri.numel() == 0 or out.numel() == 0:
@@ -38,6 +39,7 @@ def _(attr, rast, tri):
 def _interpolate_backward(
     grad_out: torch.Tensor, attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    tri = checked_tri("interpolate_backward", tri, attr.shape[1], rast.dtype)
     grad_attr = torch.empty_like(attr)
     grad_rast = torch.empty_like(rast)
     if attr.numel() == 0 or tri.numel() == 0 or grad_out.numel() == 0:
@@ -86,10 +88,10 @@ def interpolate(
             attr = attr.expand(B, -1, -1)
     if attr.shape[0] != B:
         raise ValueError(f"{op}: attr has batch {attr.shape[0]} but rast has {B}")
-    tri = check_tri(op, tri, attr.shape[1])
+    tri = check_tri(op, tri)
     backend = choose_backend(op, backend, device)
     if backend == "reference":
-        return _ref_interpolate(attr, rast, tri)
+        return _ref_interpolate(attr, rast, checked_tri(op, tri, attr.shape[1], rast.dtype))
     if backend == "cuda" and attr.dtype != torch.float32:
         raise TypeError(f"{op}: the cuda backend computes in float32, got {attr.dtype}")
     return torch.ops.facecore.interpolate(attr.contiguous(), rast.contiguous(), tri)

@@ -9,6 +9,10 @@ per-row log-sum-exp (``lse [N]``) and forms ``dlogits = g (onehot - softmax)`` c
 Custom ops ``facecore::linear_logprobs`` (returns ``(logp, lse)``) and
 ``facecore::linear_logprobs_backward``; spec in :func:`facecore.reference.linear_logprobs`.
 Backends: ``cpu`` (C++, OpenMP), ``triton`` (GPU, or the interpreter on CPU), ``reference``.
+
+Log-probs come back in float32 for float16/bfloat16 inputs (float64 stays float64): they are summed
+over sequences of hundreds of tokens into values like -2000, where a half-precision result (bfloat16
+spacing 8 there) would swamp the O(1) margins a preference loss compares.
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ def _linear_logprobs(
 
 @_linear_logprobs.register_fake
 def _(hidden, weight, bias, targets, ignore_index, use_triton):
-    stat = torch.float32 if use_triton else hidden.dtype
-    return hidden.new_empty(hidden.shape[0]), hidden.new_empty(hidden.shape[0], dtype=stat)
+    out = torch.float32 if use_triton else hidden.dtype  # the triton kernel: float32 for every dtype
+    return hidden.new_empty(hidden.shape[0], dtype=out), hidden.new_empty(hidden.shape[0], dtype=out)
 
 
 @torch.library.custom_op("facecore::linear_logprobs_backward", mutates_args=())
@@ -154,8 +158,9 @@ def linear_logprobs(
     ``hidden`` ``[N, H]`` (or ``[..., H]`` with ``targets`` ``[...]``; the result then has targets'
     shape), ``weight`` ``[V, H]``, ``bias`` ``[V]`` or None, integer ``targets`` in ``[0, V)`` or
     ``ignore_index`` (those rows give 0 and no gradient; any other value raises ValueError).
-    Differentiable in hidden, weight and bias. CPU: float32/float64; Triton: float32/float16/bfloat16
-    (softmax statistics in float32).
+    Differentiable in hidden, weight and bias. CPU: float32/float64, float16/bfloat16 computed in
+    float32; Triton: float32/float16/bfloat16 (softmax statistics in float32). The result is float32
+    for half-precision inputs (float64 for float64), gradients have the inputs' dtypes.
     """
     op = "linear_logprobs"
     check_tensor(op, "hidden", hidden, dtypes=_CPU_FLOATS + _GPU_FLOATS[1:])
@@ -205,7 +210,9 @@ def linear_logprobs(
     if backend == "reference":
         return ref.linear_logprobs(h2, weight, t1, bias, ignore_index).reshape(out_shape)
     if backend == "cpu" and hidden.dtype not in _CPU_FLOATS:
-        raise TypeError(f"{op}: the cpu backend takes float32 or float64, got {hidden.dtype}")
+        # the C++ kernel is float32/float64: upcast (autograd casts the gradients back)
+        h2, weight = h2.float(), weight.float()
+        bias = None if bias is None else bias.float()
     if backend == "triton" and hidden.dtype == torch.float64:
         raise TypeError(f"{op}: the triton backend takes float32, float16 or bfloat16, got float64")
     logp, _ = torch.ops.facecore.linear_logprobs(

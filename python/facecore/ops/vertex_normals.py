@@ -11,13 +11,14 @@ import torch
 
 from .. import _C
 from .. import reference as ref
-from ._common import check_same_device, check_tensor, choose_backend, stream, threads
+from ._common import check_same_device, check_tensor, checked_indices, choose_backend, stream, threads
 
 _FLOATS = (torch.float32, torch.float64)
 
 
 @torch.library.custom_op("facecore::vertex_normals", mutates_args=())
 def _vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    faces = checked_indices("vertex_normals", "faces", faces, verts.shape[1])
     normals = torch.empty_like(verts)
     _C.vertex_normals_forward(verts, faces, normals, threads(), stream(verts))
     return normals
@@ -31,6 +32,7 @@ def _(verts, faces):
 @torch.library.custom_op("facecore::vertex_normals_backward", mutates_args=())
 def _vertex_normals_backward(grad_normals: torch.Tensor, verts: torch.Tensor,
                              faces: torch.Tensor) -> torch.Tensor:
+    faces = checked_indices("vertex_normals_backward", "faces", faces, verts.shape[1])
     grad_verts = torch.empty_like(verts)
     _C.vertex_normals_backward(verts, faces, grad_normals.contiguous(), grad_verts, threads(), stream(verts))
     return grad_verts
@@ -69,17 +71,14 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, *, backend: str = "
     unbatched = verts.dim() == 2
     if unbatched:
         verts = verts.unsqueeze(0)
-    V = verts.shape[1]
-    # The CPU kernel checks indices itself; for the GPU check here (eager only: it syncs).
-    if (device.type != "cpu" and not torch.compiler.is_compiling() and faces.numel()
-            and (int(faces.min()) < 0 or int(faces.max()) >= V)):
-        bad = int(((faces < 0) | (faces >= V)).any(1).nonzero()[0])
-        raise ValueError(f"{op}: faces[{bad}] = {faces[bad].tolist()} has a vertex index outside [0, V={V})")
     backend = choose_backend(op, backend, device)
     if backend == "reference":
+        if faces.numel() and not torch.compiler.is_compiling():  # the ops check inside themselves
+            checked_indices(op, "faces", faces.long(), verts.shape[1])
         out = ref.vertex_normals(verts, faces)
     else:
         if backend == "cuda" and verts.dtype != torch.float32:
             raise TypeError(f"{op}: the cuda backend computes in float32, got {verts.dtype}")
-        out = torch.ops.facecore.vertex_normals(verts.contiguous(), faces.to(torch.int32).contiguous())
+        # faces go in as given (int32 or int64): the op checks and casts them (see checked_indices).
+        out = torch.ops.facecore.vertex_normals(verts.contiguous(), faces)
     return out[0] if unbatched else out

@@ -13,8 +13,12 @@ Conventions (shared by every backend):
   (the last query sees every key; what KV-cache decoding needs). PyTorch's ``is_causal`` aligns top-left;
   the two agree only when ``Lq == Lk``.
 - ``key_padding_mask [B, Lk]`` bool, True marks a padding key that no query may attend to (the
-  ``torch.nn.MultiheadAttention`` convention).
+  ``torch.nn.MultiheadAttention`` convention). Padding keys routinely hold garbage: their rows of ``k``
+  and ``v`` are replaced by zeros (masked_fill, so they get exactly zero gradient) and masked scores are
+  overwritten, never added to, so NaN/inf at a padding key or in its bias never reaches a real row.
 - A query row whose keys are all masked outputs zeros, has ``lse = -inf`` and gets zero gradients.
+- Non-finite inputs otherwise follow IEEE arithmetic: a NaN query gives a NaN row (``out`` and ``lse``)
+  of its own and leaves the other rows alone.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
     Hkv, Lk = k.shape[1], k.shape[2]
     if scale is None:
         scale = 1.0 / math.sqrt(D)
+    if key_padding_mask is not None:
+        pad = key_padding_mask.bool()[:, None, :, None]
+        k, v = k.masked_fill(pad, 0.0), v.masked_fill(pad, 0.0)  # 0 * garbage would be NaN below
     g = Hq // Hkv
     if g > 1:
         k = k.repeat_interleave(g, dim=1)
@@ -60,11 +67,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
     m = s.detach().amax(-1, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     e = torch.exp(s - m)
-    den = e.sum(-1, keepdim=True)
-    p = e / torch.where(den > 0, den, torch.ones_like(den))
+    den = e.sum(-1, keepdim=True)   # 0 for a fully masked row, NaN for a NaN row
+    masked = den == 0
+    p = e / torch.where(masked, torch.ones_like(den), den)
     out = p @ v
     if not return_lse:
         return out
-    ok = den > 0   # fully masked rows: lse = -inf, and no inf * 0 in the gradient of log
-    lse = torch.where(ok, m + torch.log(torch.where(ok, den, torch.ones_like(den))), float("-inf"))
+    # fully masked rows: lse = -inf, and no inf * 0 in the gradient of log
+    lse = torch.where(masked, float("-inf"), m + torch.log(torch.where(masked, torch.ones_like(den), den)))
     return out, lse.squeeze(-1)

@@ -17,21 +17,31 @@ def linear_logprobs(
 ) -> torch.Tensor:
     """``log softmax(hidden @ weight.T + bias)[n, targets[n]]`` per row ``[N]``; 0 where ignored.
 
-    Half-precision inputs are upcast to float32 for the softmax (as the kernels do).
+    Half-precision inputs are upcast to float32 before the product (the kernels accumulate the logits
+    in float32) and the result stays float32. Ignored rows are replaced by zeros *before* the product
+    (a select, not a multiply by a 0 mask): their hidden may be huge, and inf logits would make the
+    log-softmax backward NaN for them and, through ``dweight``, for every row.
     """
+    if hidden.dtype in (torch.float16, torch.bfloat16):
+        hidden, weight = hidden.float(), weight.float()
+        bias = None if bias is None else bias.float()
+    valid = targets != ignore_index
+    hidden = torch.where(valid[:, None], hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device))
     logits = hidden @ weight.T
     if bias is not None:
         logits = logits + bias
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
     logp = torch.log_softmax(logits, dim=-1)
-    valid = targets != ignore_index
     picked = logp.gather(1, torch.where(valid, targets, 0).long()[:, None])[:, 0]
-    return torch.where(valid, picked, torch.zeros_like(picked)).to(hidden.dtype)
+    return torch.where(valid, picked, torch.zeros_like(picked))
 
 
 def sequence_logprobs(token_logps: torch.Tensor, mask: torch.Tensor, average: bool = False) -> torch.Tensor:
-    """Per-sequence sum (or mean) of token log-probs ``[B, T]`` over ``mask`` ``[B, T]``."""
-    m = mask.to(token_logps.dtype)
-    s = (token_logps * m).sum(-1)
-    return s / m.sum(-1).clamp(min=1) if average else s
+    """Per-sequence sum (or mean) of token log-probs ``[B, T]`` over ``mask`` ``[B, T]``.
+
+    Accumulated and returned in float32 at least (float64 stays float64): a half-precision sum of a
+    -2000 sequence log-prob is off by several units. Masked tokens are selected away, not multiplied.
+    """
+    token_logps = token_logps.to(torch.promote_types(token_logps.dtype, torch.float32))
+    mask = mask.bool()
+    s = torch.where(mask, token_logps, torch.zeros_like(token_logps)).sum(-1)
+    return s / mask.sum(-1).clamp(min=1).to(s.dtype) if average else s

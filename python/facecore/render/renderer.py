@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
+from ..ops.rasterize import MAX_TRIANGLES
 from .camera import Camera
 from .lights import Lights
 
@@ -232,7 +233,7 @@ class Renderer:
         T = tri.shape[0]
         if B == 1:
             f = ops.interpolate(attr, rc.view(1, 1, -1, 4), tri, backend=be).view(-1, C)
-        elif rc.dtype == torch.float64 or B * T < 2**24:
+        elif rc.dtype == torch.float64 or B * T <= MAX_TRIANGLES[torch.float32]:
             # One call for the whole batch: image b's ids move to rows b*T.. of a batch-stacked triangle list
             # (exact: the ids stay integers representable in the float type).
             ids = rc[:, 3:].detach() + (flat // (H * W) * T).to(rc.dtype).unsqueeze(1)

@@ -60,6 +60,7 @@ FORMAT = "facecore.rig"
 FORMAT_VERSION = 1
 NUM_SHAPES = len(BLENDSHAPES)
 _CHANNEL = {n: i for i, n in enumerate(BLENDSHAPES)}
+MAX_DENSE_ROWS = 1 << 28  # [K, V, 3] float32 rows a sparse tensor may expand to (3 GiB)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,6 +128,7 @@ def _unpack(
 ) -> torch.Tensor:
     if (
         ptr.shape != (K + 1,)
+        or index.ndim != 1
         or int(ptr[0]) != 0
         or int(ptr[-1]) != index.shape[0]
         or bool((ptr[1:] < ptr[:-1]).any())
@@ -138,6 +140,8 @@ def _unpack(
         )
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= V):
         raise ValueError(f"{what}: vertex index out of range [0, {V})")
+    if K * V > MAX_DENSE_ROWS:  # a sparse file must not expand into an absurd dense tensor
+        raise ValueError(f"{what}: {K} x {V} rows would exceed facecore's limit of {MAX_DENSE_ROWS} rows")
     k = torch.repeat_interleave(torch.arange(K), ptr[1:] - ptr[:-1])
     dense = torch.zeros(K, V, 3, dtype=values.dtype)
     dense[k, index.long()] = values
@@ -147,7 +151,10 @@ def _unpack(
 # ----------------------------------------------------------------------------------------------
 # FaceRig
 # ----------------------------------------------------------------------------------------------
-def _float(name: str, t: Any, shape: tuple[int | None, ...]) -> torch.Tensor:
+def _float(name: str, t: Any, shape: tuple[int | None, ...], dtype: torch.dtype | None = None
+           ) -> torch.Tensor:
+    """``t`` checked for shape and cast to ``dtype``; NaN/inf are looked for after the cast (1e39 is finite
+    in float64 but inf in float32)."""
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t, dtype=torch.float32)
     if not t.is_floating_point():
@@ -155,8 +162,11 @@ def _float(name: str, t: Any, shape: tuple[int | None, ...]) -> torch.Tensor:
     if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
         spec = ", ".join("?" if s is None else str(s) for s in shape)
         raise ValueError(f"FaceRig: {name} must have shape [{spec}], got {list(t.shape)}")
-    # One reduction instead of a boolean tensor: a NaN/inf anywhere makes the sum non-finite.
-    if t.numel() and not math.isfinite(float(t.sum(dtype=torch.float64))):
+    if dtype is not None:
+        t = t.to(dtype)
+    # One reduction instead of a boolean tensor: a NaN/inf anywhere makes the sum non-finite (the exact
+    # test runs only then, so float64 values near 1e308 whose sum overflows are not refused).
+    if t.numel() and not math.isfinite(float(t.sum(dtype=torch.float64))) and not bool(t.isfinite().all()):
         raise ValueError(f"FaceRig: {name} contains NaN or infinite values")
     return t
 
@@ -216,7 +226,7 @@ class FaceRig:
         self.triangles = _index("triangles", self.triangles, (None, 3), V, torch.int32)
         if self.triangles.shape[0] == 0:
             raise ValueError("FaceRig: triangles is empty (a rig needs faces)")
-        self.deltas = _float("deltas", self.deltas, (NUM_SHAPES, V, 3)).to(dt)
+        self.deltas = _float("deltas", self.deltas, (NUM_SHAPES, V, 3), dt)
         unknown = [c for c in self.channels if c not in _CHANNEL]
         if unknown:
             raise ValueError(f"FaceRig: channels must be Live Link Face blendshape names, got {unknown}")
@@ -229,14 +239,14 @@ class FaceRig:
                 raise ValueError(
                     f"FaceRig: groups must contain {need!r} (the eyeball vertices), got {sorted(self.groups)}"
                 )
-        self.eye_centers = _float("eye_centers", self.eye_centers, (2, 3)).to(dt)
-        self.neck_pivot = _float("neck_pivot", self.neck_pivot, (3,)).to(dt)
+        self.eye_centers = _float("eye_centers", self.eye_centers, (2, 3), dt)
+        self.neck_pivot = _float("neck_pivot", self.neck_pivot, (3,), dt)
         if self.jaw_pivot is not None:
-            self.jaw_pivot = _float("jaw_pivot", self.jaw_pivot, (3,)).to(dt)
+            self.jaw_pivot = _float("jaw_pivot", self.jaw_pivot, (3,), dt)
         if (self.uvs is None) != (self.uv_triangles is None):
             raise ValueError("FaceRig: uvs and uv_triangles must be given together")
         if self.uvs is not None:
-            self.uvs = _float("uvs", self.uvs, (None, 2)).to(dt)
+            self.uvs = _float("uvs", self.uvs, (None, 2), dt)
             self.uv_triangles = _index(
                 "uv_triangles",
                 self.uv_triangles,
@@ -245,18 +255,18 @@ class FaceRig:
                 torch.int32,
             )
         if self.colors is not None:
-            self.colors = _float("colors", self.colors, (V, 3)).to(dt)
+            self.colors = _float("colors", self.colors, (V, 3), dt)
         if self.identity_basis is not None:
-            self.identity_basis = _float("identity_basis", self.identity_basis, (None, V, 3)).to(dt)
+            self.identity_basis = _float("identity_basis", self.identity_basis, (None, V, 3), dt)
             n_id = self.identity_basis.shape[0]
             names = tuple(self.identity_names) or tuple(f"identity{i:03d}" for i in range(n_id))
             if len(names) != n_id:
                 raise ValueError(f"FaceRig: {n_id} identity modes but {len(names)} identity_names")
             self.identity_names = names
             piv = self.identity_pivots if self.identity_pivots is not None else torch.zeros(n_id, 4, 3)
-            self.identity_pivots = _float("identity_pivots", piv, (n_id, 4, 3)).to(dt)
+            self.identity_pivots = _float("identity_pivots", piv, (n_id, 4, 3), dt)
             ident = self.identity if self.identity is not None else torch.zeros(n_id)
-            self.identity = _float("identity", ident, (n_id,)).to(dt)
+            self.identity = _float("identity", ident, (n_id,), dt)
         elif self.identity_names or self.identity_pivots is not None or self.identity is not None:
             raise ValueError("FaceRig: identity_names/identity_pivots/identity need an identity_basis")
         self.metadata = dict(self.metadata)
@@ -436,8 +446,11 @@ class FaceRig:
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> FaceRig:
-        """Read a rig written by :meth:`save`; errors name the file and what is wrong."""
+        """Read a rig written by :meth:`save`. Errors are :class:`facecore.io.FormatError` naming the
+        file and what is wrong (FileNotFoundError for a missing file)."""
         from safetensors import safe_open
+
+        from ..io.errors import FormatError, excerpt
 
         path = Path(path)
         if not path.is_file():
@@ -447,26 +460,28 @@ class FaceRig:
                 meta = f.metadata() or {}
                 t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
         except Exception as e:  # noqa: BLE001 - safetensors raises several types
-            raise ValueError(f"FaceRig.load: {path} is not a safetensors file ({e})") from e
+            raise FormatError(f"not a safetensors file ({excerpt(str(e), 120)})", path=path) from None
         if "facecore_rig" not in meta:
-            raise ValueError(f"FaceRig.load: {path} has no 'facecore_rig' header (not a facecore rig)")
+            raise FormatError("has no 'facecore_rig' header (not a facecore rig)", path=path)
         try:
-            header = json.loads(meta["facecore_rig"])
-            if header.get("format") != FORMAT:
-                raise ValueError(f"format is {header.get('format')!r}, expected {FORMAT!r}")
-            if int(header.get("version", 0)) > FORMAT_VERSION or int(header.get("version", 0)) < 1:
-                raise ValueError(
-                    f"format version {header.get('version')} is not supported "
-                    f"(this facecore reads versions 1..{FORMAT_VERSION})"
-                )
+            header = _header(meta["facecore_rig"])
+            for name, x in t.items():
+                want = _DTYPES.get("group/" if name.startswith("group/") else name)
+                if want is not None and x.dtype != want:
+                    raise ValueError(f"tensor {name!r} has dtype {x.dtype}, the format stores {want}")
             for need in ("neutral", "triangles", "eye_centers", "neck_pivot"):
                 if need not in t:
                     raise ValueError(f"missing tensor {need!r}")
+            if t["neutral"].ndim != 2:
+                raise ValueError(f"tensor 'neutral' has shape {list(t['neutral'].shape)}, expected [V, 3]")
             V = t["neutral"].shape[0]
             deltas = _read(t, "deltas", "delta", NUM_SHAPES, V)
             if deltas is None:
                 raise ValueError("missing tensor 'deltas' (or 'delta_ptr'/'delta_index'/'delta_values')")
             basis = _read(t, "identity_basis", "identity", len(header["identity_names"]), V)
+            missing = [g for g in header["groups"] if f"group/{g}" not in t]
+            if missing:
+                raise ValueError(f"header lists groups without tensors: {excerpt(missing)}")
             rig = cls(
                 neutral=t["neutral"],
                 triangles=t["triangles"],
@@ -483,11 +498,48 @@ class FaceRig:
                 identity_names=tuple(header["identity_names"]),
                 identity_pivots=t.get("identity_pivots"),
                 identity=t.get("identity"),
-                metadata=header.get("metadata", {}),
+                metadata=header["metadata"],
             )
-        except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"FaceRig.load: {path}: {e}") from e
+        except FormatError as e:  # from json_loads: the header is not a line of the file
+            raise FormatError(e.reason, path=path) from None
+        except (ValueError, TypeError) as e:
+            raise FormatError(str(e), path=path) from None
         return rig if str(device) == "cpu" else rig.to(device)
+
+
+# Storage dtype of every tensor the format defines (group/<name> share one entry).
+_DTYPES = {
+    **dict.fromkeys(("neutral", "eye_centers", "neck_pivot", "jaw_pivot", "uvs", "colors", "deltas",
+                     "delta_values", "identity", "identity_basis", "identity_values", "identity_pivots"),
+                    torch.float32),
+    **dict.fromkeys(("triangles", "uv_triangles", "delta_index", "identity_index"), torch.int32),
+    **dict.fromkeys(("delta_ptr", "identity_ptr", "group/"), torch.int64),
+}
+
+
+def _header(text: str) -> dict[str, Any]:
+    """The ``facecore_rig`` JSON header, every field checked for type (ValueError otherwise)."""
+    from ..io.errors import excerpt, json_loads
+
+    header = json_loads(text, what="'facecore_rig' header is not JSON")
+    if not isinstance(header, dict):
+        raise ValueError(f"'facecore_rig' header is {excerpt(header)}, expected a JSON object")
+    if header.get("format") != FORMAT:
+        raise ValueError(f"format is {excerpt(header.get('format'))}, expected {FORMAT!r}")
+    version = header.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(
+            f"format version {excerpt(version)} is not supported "
+            f"(this facecore reads versions 1..{FORMAT_VERSION})"
+        )
+    for key in ("channels", "groups", "identity_names"):
+        v = header.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ValueError(f"header field {key!r} is {excerpt(v)}, expected a list of strings")
+        header[key] = v
+    if not isinstance(header.setdefault("metadata", {}), dict):
+        raise ValueError(f"header field 'metadata' is {excerpt(header['metadata'])}, expected an object")
+    return header
 
 
 def merge_channels(
@@ -537,3 +589,17 @@ def sphere_center(points: torch.Tensor) -> torch.Tensor:
     if not np.isfinite(c).all():
         c = p.mean(0)
     return torch.as_tensor(c, dtype=points.dtype)
+
+
+def vertex_normals_np(v, f):
+    """Unit area-weighted vertex normals of ``v [V, 3]``, ``f [F, 3]`` in numpy (v's dtype): the same
+    formula as :func:`facecore.reference.vertex_normals`, for exporters and the numpy contact-sheet
+    renderer; a vertex without (non-degenerate) faces gets a zero normal."""
+    import numpy as np
+
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    return n / np.where(length > 0, length, 1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.errors import FormatError, excerpt
 from .face_rig import FaceRig, merge_channels
 
 
@@ -39,45 +40,54 @@ class ObjMesh:
         return np.unique(self.triangles[np.isin(self.face_group, ids)]).astype(np.int64)
 
 
-def _numbers(path: Path, lines: list[str], what: str, per_line: int | None, dtype) -> np.ndarray:
-    """Parse the numbers after the keyword of every line; ``per_line`` numbers each when given."""
-    body = " ".join(lines)
+def _parse(text: str, dtype, count: int | None = None) -> np.ndarray | None:
+    """All whitespace-separated numbers of ``text`` (``count`` of them when known), or None where numpy
+    stops early."""
     try:
-        with warnings.catch_warnings():  # older numpy warns where it stops early; the count check catches it
+        with warnings.catch_warnings():  # older numpy warns where it stops early
             warnings.simplefilter("ignore")
-            values = np.fromstring(body, dtype=dtype, sep=" ") if body else np.zeros(0, dtype)
+            values = np.fromstring(text, dtype=dtype, sep=" ") if text.strip() else np.zeros(0, dtype)
     except ValueError:  # numpy >= 2.3 raises instead
-        values = np.zeros(0, dtype)
-    want = len(body.split()) if per_line is None else per_line * len(lines)
-    if values.shape[0] != want:
-        # Slow path only to name the offending line.
-        for i, line in enumerate(lines):
-            try:
-                row = [dtype(x) for x in line.split()]
-            except ValueError:
-                raise ValueError(
-                    f"{path}: malformed {what} line {i + 1} of its kind: {line.strip()!r}"
-                ) from None
-            if per_line is not None and len(row) != per_line:
-                raise ValueError(
-                    f"{path}: {what} line {i + 1} of its kind has {len(row)} numbers, "
-                    f"expected {per_line}: {line.strip()!r}"
-                )
-        raise ValueError(f"{path}: could not parse the {what} lines")
-    return values
+        return None
+    return values if values.shape[0] == (len(text.split()) if count is None else count) else None
 
 
-def _vertices(path: Path, vlines: list[str]) -> np.ndarray:
-    if not vlines:
-        raise ValueError(f"{path}: OBJ has no vertices ('v' lines)")
-    width = len(vlines[0].split())  # x y z, x y z w, or x y z r g b
-    if width < 3:
-        raise ValueError(f"{path}: vertex line has {width} numbers, expected at least 3: {vlines[0]!r}")
-    v = _numbers(path, vlines, "vertex", width, np.float64).reshape(-1, width)[:, :3]
-    bad = ~np.isfinite(v).all(1)
+def _bad_line(path: Path, lines: list[str], at: list[int], what: str, dtype) -> FormatError:
+    """The error for the first of ``lines`` (file lines ``at``, 0-based) that does not parse."""
+    for line, i in zip(lines, at):
+        if _parse(line, dtype) is None:
+            return FormatError(f"malformed {what} line: {excerpt(line.strip())}", path=path, line=i + 1)
+    return FormatError(f"could not parse the {what} lines", path=path)
+
+
+def _rows(path: Path, lines: list[str], at: list[int], what: str, widths: range) -> np.ndarray:
+    """The numbers after the keyword of ``lines`` (file lines ``at``) -> float64 ``[N, w]``: every
+    line has the same count ``w`` (in ``widths``), so ragged lines are never silently regrouped."""
+    counts = np.fromiter((len(ln.split()) for ln in lines), np.int64, len(lines))
+    w = int(counts[0])
+    bad = np.flatnonzero(counts != w)
+    if w not in widths or bad.size:
+        k = int(bad[0]) if w in widths else 0
+        expected = f"like the first {what} line" if k else f"expected {widths.start}..{widths.stop - 1}"
+        raise FormatError(f"{what} line has {int(counts[k])} numbers ({expected}): "
+                          f"{excerpt(lines[k].strip())}", path=path, line=at[k] + 1)
+    values = _parse(" ".join(lines), np.float64)
+    if values is None:
+        raise _bad_line(path, lines, at, what, np.float64)
+    return values.reshape(-1, w)
+
+
+def _float32(path: Path, v: np.ndarray, what: str, first_line: list[int] | int) -> np.ndarray:
+    """``v`` as float32; NaN/inf are looked for after the cast (1e39 is finite only in float64)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = v.astype(np.float32)
+    bad = ~np.isfinite(out).all(1)
     if bad.any():
-        raise ValueError(f"{path}: vertex {int(np.argmax(bad)) + 1} has NaN or infinite coordinates")
-    return v.astype(np.float32)
+        k = int(np.argmax(bad))
+        line = first_line[k] if isinstance(first_line, list) else first_line + k
+        raise FormatError(f"{what} {k + 1} has NaN or infinite coordinates (in float32)", path=path,
+                          line=line + 1)
+    return out
 
 
 def _contiguous_vertices(path: Path, text: str) -> np.ndarray | None:
@@ -93,70 +103,79 @@ def _contiguous_vertices(path: Path, text: str) -> np.ndarray | None:
     n = block.count("\nv ")
     if block.count("\n") != n or "\nv " in text[len(text) if end < 0 else end :]:
         return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            values = np.fromstring(block.replace("\nv ", " "), dtype=np.float64, sep=" ")
-    except ValueError:
+    tokens = block.split()  # exactly "v x y z" on every line: ragged lines take the general path
+    if len(tokens) != 4 * n or tokens[::4].count("v") != n:
         return None
-    if values.shape[0] != 3 * n:
-        return None  # w or colour columns, or a malformed line: the general path reports it
-    v = values.reshape(n, 3)
-    bad = ~np.isfinite(v).all(1)
-    if bad.any():
-        raise ValueError(f"{path}: vertex {int(np.argmax(bad)) + 1} has NaN or infinite coordinates")
-    return v.astype(np.float32)
+    values = _parse(block.replace("\nv ", " "), np.float64, 3 * n)
+    if values is None:
+        return None  # a malformed line: the general path reports it
+    first = 0 if start == 0 else text.count("\n", 0, start) + 1  # 0-based line of the first vertex
+    return _float32(path, values.reshape(n, 3), "vertex", first)
 
 
 def read_obj(path: str | Path, *, faces: bool = True) -> ObjMesh:
     """Parse an OBJ. With ``faces=False`` only the vertices are read (shape files that share the
-    neutral's topology) and ``triangles`` is empty. Raises FileNotFoundError / ValueError naming
-    the file: missing file, no vertices, no faces (when ``faces``), NaN, bad indices."""
+    neutral's topology) and ``triangles`` is empty. Raises FileNotFoundError, or
+    :class:`facecore.io.FormatError` naming the file and line: no vertices, no faces (when
+    ``faces``), ragged or malformed lines, NaN/inf (in float32), bad indices."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"OBJ file not found: {path}")
     try:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e})") from e
+        raise FormatError(f"cannot read ({e.strerror})", path=path) from None
     if not faces:
         fast = _contiguous_vertices(path, text)
         if fast is not None:
             return ObjMesh(fast, np.zeros((0, 3), np.int32))
     lines = text.splitlines()
-    vlines = [ln[2:] for ln in lines if ln.startswith("v ")]
-    vertices = _vertices(path, vlines)
+    v_at = [i for i, ln in enumerate(lines) if ln.startswith("v ")]
+    if not v_at:
+        raise FormatError("OBJ has no vertices ('v' lines)", path=path)
+    # x y z, x y z w, or x y z r g b (one layout per file)
+    v = _rows(path, [lines[i][2:] for i in v_at], v_at, "vertex", range(3, 8))[:, :3]
+    vertices = _float32(path, v, "vertex", v_at)
     if not faces:
         return ObjMesh(vertices, np.zeros((0, 3), np.int32))
     V = vertices.shape[0]
 
     f_at = [i for i, ln in enumerate(lines) if ln.startswith("f ")]
     if not f_at:
-        raise ValueError(f"{path}: OBJ has no faces ('f' lines)")
+        raise FormatError("OBJ has no faces ('f' lines)", path=path)
     flines = [lines[i][2:] for i in f_at]
     sizes = np.fromiter((len(ln.split()) for ln in flines), dtype=np.int64, count=len(flines))
     if (sizes < 3).any():
-        raise ValueError(f"{path}: face line {int(np.argmax(sizes < 3)) + 1} has fewer than 3 corners")
+        k = int(np.argmax(sizes < 3))
+        raise FormatError(f"face has fewer than 3 corners: {excerpt(flines[k].strip())}", path=path,
+                          line=f_at[k] + 1)
     first = flines[0].split()[0].split("/")
     width = len(first)
     body = " ".join(flines)
-    if body.count("/") != (width - 1) * int(sizes.sum()):
-        raise ValueError(
-            f"{path}: face corners mix formats (v, v/vt, v/vt/vn, v//vn); facecore needs one format per file"
+    if body.count("/") != (width - 1) * int(sizes.sum()) or width > 3:
+        raise FormatError(
+            "face corners mix formats (v, v/vt, v/vt/vn, v//vn); facecore needs one format per file",
+            path=path,
         )
-    body = body.replace("//", "/0/").replace("/", " ")
-    corners = _numbers(path, [body], "face", None, np.int64).reshape(-1, width)
+    ints = _parse(body.replace("//", "/0/").replace("/", " "), np.int64)
+    if ints is None or ints.shape[0] != width * int(sizes.sum()):
+        lines_ = [ln.replace("//", "/0/").replace("/", " ") for ln in flines]
+        err = _bad_line(path, lines_, f_at, "face", np.int64)
+        if err.line is None:
+            err = FormatError(f"face corners are not all {'/'.join(['i'] * width)}", path=path)
+        raise err
+    corners = ints.reshape(-1, width)
+    written = corners[:, 0].copy()
     # Negative indices count back from the vertices defined so far (OBJ spec).
     if (corners[:, 0] < 0).any():
-        v_at = np.array([i for i, ln in enumerate(lines) if ln.startswith("v ")])
-        before = np.repeat(np.searchsorted(v_at, np.array(f_at)), sizes)
+        before = np.repeat(np.searchsorted(np.array(v_at), np.array(f_at)), sizes)
         corners[:, 0] = np.where(corners[:, 0] < 0, corners[:, 0] + before + 1, corners[:, 0])
     vi = corners[:, 0] - 1
     if (vi < 0).any() or (vi >= V).any():
-        raise ValueError(
-            f"{path}: face references vertex {int(corners[np.argmax((vi < 0) | (vi >= V)), 0])} "
-            f"but the file has {V} vertices"
-        )
+        k = int(np.argmax((vi < 0) | (vi >= V)))
+        poly = int(np.searchsorted(np.cumsum(sizes), k, side="right"))
+        raise FormatError(f"face references vertex {int(written[k])} but the file has {V} vertices",
+                          path=path, line=f_at[poly] + 1)
 
     # Fan triangulation: polygon p with n corners at offset o -> (o, o+j, o+j+1), j = 1..n-2.
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -169,14 +188,14 @@ def read_obj(path: str | Path, *, faces: bool = True) -> ObjMesh:
 
     uvs = uv_tris = None
     if width >= 2 and first[1] != "":
-        tlines = [ln[3:] for ln in lines if ln.startswith("vt ")]
-        if tlines:
-            tw = len(tlines[0].split())
-            uvs = _numbers(path, tlines, "texture coordinate", tw, np.float64).reshape(-1, tw)[:, :2]
-            uvs = uvs.astype(np.float32)
+        t_at = [i for i, ln in enumerate(lines) if ln.startswith("vt ")]
+        if t_at:
+            uv = _rows(path, [lines[i][3:] for i in t_at], t_at, "texture coordinate", range(2, 4))[:, :2]
+            uvs = _float32(path, uv, "texture coordinate", t_at)
             ti = corners[:, 1] - 1
             if (ti < 0).any() or (ti >= uvs.shape[0]).any():
-                raise ValueError(f"{path}: face references a texture coordinate outside 1..{uvs.shape[0]}")
+                raise FormatError(f"face references a texture coordinate outside 1..{uvs.shape[0]}",
+                                  path=path)
             uv_tris = ti[tri_corner].astype(np.int32)
 
     # Group of each face: the current usemtl, else g/o name.
@@ -192,7 +211,8 @@ def read_obj(path: str | Path, *, faces: bool = True) -> ObjMesh:
     if marks:
         names = list(dict.fromkeys(n for _, n in marks))
         mark_at = np.array([i for i, _ in marks])
-        mark_id = np.array([names.index(n) for _, n in marks])
+        index_of = {n: k for k, n in enumerate(names)}
+        mark_id = np.array([index_of[n] for _, n in marks])
         k = np.searchsorted(mark_at, np.array(f_at)) - 1
         fg = np.where(k >= 0, mark_id[np.maximum(k, 0)], len(names))
         if (k < 0).any():
@@ -279,31 +299,38 @@ def load_obj_folder(path: str | Path, *, neutral: str | None = None, strict: boo
             raise ValueError(
                 f"load_obj_folder: {p} has {v.shape[0]} vertices but the neutral {base.name} has {V}"
             )
-        named[p.stem] = torch.from_numpy(v - mesh.vertices)
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = v - mesh.vertices
+        if not np.isfinite(d).all():
+            raise FormatError(f"its difference to the neutral {base.name} overflows float32", path=p)
+        named[p.stem] = torch.from_numpy(d)
     if not named:
         raise ValueError(f"load_obj_folder: {folder} has no blendshape OBJs besides {base.name}")
     deltas, channels, extra = merge_channels(named, str(folder))
     neutral_t = torch.from_numpy(mesh.vertices)
     groups = eye_groups_from_names(mesh)
     eyes = eye_centers_of(neutral_t, groups)
-    return FaceRig(
-        neutral=neutral_t,
-        triangles=torch.from_numpy(mesh.triangles),
-        deltas=deltas,
-        channels=channels,
-        groups=groups,
-        eye_centers=eyes,
-        neck_pivot=neck_pivot_guess(neutral_t, groups, eyes),
-        uvs=None if mesh.uvs is None else torch.from_numpy(mesh.uvs),
-        uv_triangles=None if mesh.uv_triangles is None else torch.from_numpy(mesh.uv_triangles),
-        metadata={
-            "source": f"obj-folder:{folder.name}",
-            "ignored_shapes": ignored + extra,
-            "units": "unknown",
-            "up": "+y",
-            "forward": "+z",
-        },
-    )
+    try:
+        return FaceRig(
+            neutral=neutral_t,
+            triangles=torch.from_numpy(mesh.triangles),
+            deltas=deltas,
+            channels=channels,
+            groups=groups,
+            eye_centers=eyes,
+            neck_pivot=neck_pivot_guess(neutral_t, groups, eyes),
+            uvs=None if mesh.uvs is None else torch.from_numpy(mesh.uvs),
+            uv_triangles=None if mesh.uv_triangles is None else torch.from_numpy(mesh.uv_triangles),
+            metadata={
+                "source": f"obj-folder:{folder.name}",
+                "ignored_shapes": ignored + extra,
+                "units": "unknown",
+                "up": "+y",
+                "forward": "+z",
+            },
+        )
+    except ValueError as e:  # derived pivots that make no rig (e.g. eye centres overflowing float32)
+        raise FormatError(str(e), path=folder) from None
 
 
 def neck_pivot_guess(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .._names import BLENDSHAPES
+from .face_rig import vertex_normals_np
 
 
 def _rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
@@ -23,14 +24,6 @@ def _rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
     ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
     rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
     return ry @ rx
-
-
-def vertex_normals_np(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def render_orthographic(

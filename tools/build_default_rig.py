@@ -1,6 +1,7 @@
-"""Deterministic generator of facecore's default rig (``python -m facecore.rig.build_default``).
+"""Deterministic generator of facecore's default rig: ``python tools/build_default_rig.py [--out PATH]``.
 
-Writes ``facecore/rig/data/default_rig.safetensors`` from the parameters in :class:`Params` only
+A build tool, not part of the installed package (it needs facecore importable, plus scipy). Writes
+``python/facecore/rig/data/default_rig.safetensors`` from the parameters in :class:`Params` only
 (no randomness, no input data), so the shipped asset can always be regenerated and reviewed.
 
 Construction (units cm, y up, the face looks toward +z, subject's left = +x):
@@ -38,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._names import BLENDSHAPES
+from facecore._names import BLENDSHAPES
 
-ASSET = Path(__file__).resolve().parent / "data" / "default_rig.safetensors"
+ASSET = Path(__file__).resolve().parents[1] / "python/facecore/rig/data/default_rig.safetensors"
 
 # Part labels.
 SKIN, SOCKET, MOUTH, EYEBALL, TEETH_UP, TEETH_LO, TONGUE = range(7)
@@ -667,7 +668,7 @@ def build_mesh(P: Params = P0):
 
     hull = ConvexHull(all_dirs)
     if len(np.unique(hull.simplices)) != n_skin:
-        raise RuntimeError("build_default: convex hull dropped skin points (degenerate sampling)")
+        raise RuntimeError("build_default_rig: convex hull dropped skin points (degenerate sampling)")
     tris = hull.simplices.copy()
     a, b, c_ = all_dirs[tris[:, 0]], all_dirs[tris[:, 1]], all_dirs[tris[:, 2]]
     flip = (np.cross(b - a, c_ - a) * (a + b + c_)).sum(1) < 0
@@ -1121,7 +1122,7 @@ def mirror_map(pos):
 
     dist, idx = cKDTree(pos).query(pos * np.array([-1.0, 1, 1]))
     if dist.max() > 1e-6:
-        raise RuntimeError(f"build_default: mesh is not mirror symmetric (max {dist.max():.2e} cm)")
+        raise RuntimeError(f"build_default_rig: mesh is not mirror symmetric (max {dist.max():.2e} cm)")
     return idx
 
 
@@ -1279,7 +1280,7 @@ def build(P: Params = P0):
     """The default rig as a :class:`facecore.rig.FaceRig` (float32, CPU)."""
     import torch
 
-    from .face_rig import FaceRig
+    from facecore.rig.face_rig import FaceRig
 
     pos, tris, attr, eyes, ring_index = build_mesh(P)
     # Exact mirror symmetry (the construction is symmetric up to rounding).
@@ -1287,7 +1288,7 @@ def build(P: Params = P0):
 
     dist, twin = cKDTree(pos).query(pos * np.array([-1.0, 1, 1]))
     if dist.max() > 1e-5:
-        raise RuntimeError(f"build_default: mesh is not mirror symmetric (max {dist.max():.2e} cm)")
+        raise RuntimeError(f"build_default_rig: mesh is not mirror symmetric (max {dist.max():.2e} cm)")
     pos = 0.5 * (pos + pos[twin] * np.array([-1.0, 1, 1]))
     pos[twin == np.arange(len(pos)), 0] = 0.0
     part = attr["part"]
@@ -1336,7 +1337,7 @@ def build(P: Params = P0):
     uvs = np.stack([u, v], 1)
     f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     meta = {
-        "source": "facecore default rig (procedural, python -m facecore.rig.build_default)",
+        "source": "facecore default rig (procedural, python tools/build_default_rig.py)",
         "license": "MIT (facecore)",
         "units": "cm",
         "up": "+y",
