@@ -63,8 +63,8 @@ def info(as_json: bool = typer.Option(False, "--json", help="print JSON instead 
             value = ", ".join(map(str, value)) or "-"
         typer.echo(f"{key:<{width}}  {value}")
     if not build["cuda"]:
-        typer.echo("note: this build has NO CUDA kernels (built without nvcc or with FACECORE_CUDA=OFF); CUDA "
-                   "tensors use the Triton kernels where they exist, else the plain-torch references. "
+        typer.echo("note: this build has NO CUDA kernels (built without nvcc or with FACECORE_CUDA=OFF); "
+                   "CUDA tensors use the Triton kernels where they exist, else the plain-torch references. "
                    "Rebuild with nvcc on PATH for them.", err=True)
 
 

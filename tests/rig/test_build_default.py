@@ -33,7 +33,9 @@ def test_runtime_package_does_not_ship_the_generator():
     import facecore.rig
 
     assert not (Path(facecore.rig.__file__).parent / "build_default.py").exists()
-    assert load_tool().ASSET == ASSET
+    # the tool regenerates the asset in the source tree; the installed package ships that same file
+    shipped = ("facecore", "rig", "data", "default_rig.safetensors")
+    assert load_tool().ASSET.parts[-4:] == ASSET.parts[-4:] == shipped
 
 
 @pytest.mark.slow
