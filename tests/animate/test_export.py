@@ -13,6 +13,7 @@ from facecore.animate.frames import FrameRenderer, contact_sheet
 from facecore.io.gltf import pose_quaternions, read_glb, write_glb
 from facecore.io.video import read_video, video_info, write_video
 from facecore.pose import euler_to_matrix
+from facecore.render.color import to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def track():
 
 def test_glb_round_trip(rig, track, tmp_path):
     path = tmp_path / "a.glb"
-    write_glb(path, rig, track)
+    write_glb(path, rig, track, names="livelinkface", units="cm")  # the rig's own numbers and names
     g = read_glb(path)
     deltas = rig.dense_deltas().numpy()
     assert g["target_names"][0] == "EyeBlinkLeft" and len(g["target_names"]) == 52
@@ -63,7 +64,7 @@ def test_glb_without_animation_and_bad_input(rig, tmp_path):
 
 def test_glb_loads_as_a_rig(rig, tmp_path):
     gltf = pytest.importorskip("facecore.rig.gltf", reason="facecore.rig.load_gltf not in this tree yet")
-    write_glb(tmp_path / "rig.glb", rig)
+    write_glb(tmp_path / "rig.glb", rig, units="cm")
     back = gltf.load_gltf(tmp_path / "rig.glb")
     np.testing.assert_allclose(back.dense_deltas().numpy(), rig.dense_deltas().numpy(), atol=1e-6)
 
@@ -111,10 +112,12 @@ def test_rendered_animation_video(track, rig, tmp_path):
 def test_renderer_backends_agree(rig):
     p = np.zeros((2, 61), np.float32)
     p[1, 17] = 0.7  # JawOpen
-    a = FrameRenderer(rig, size=(96, 96), backend="kernels").render(p)
+    ra = FrameRenderer(rig, size=(96, 96), backend="kernels")
+    a = ra.render(p)
     b = FrameRenderer(rig, size=(96, 96), backend="numpy").render(p)
     assert a.shape == b.shape == (2, 96, 96, 3)
-    bg = np.array([0.12, 0.13, 0.15]) * 255
+    bg = to_uint8(np.array(ra.background)).astype(float)  # linear inside, written as sRGB
+    assert (a[:, 0, 0] == bg).all() and (b[:, 0, 0] == bg).all()  # both paths encode the same way
     mask_a = np.abs(a.astype(float) - bg).sum(-1) > 6
     mask_b = np.abs(b.astype(float) - bg).sum(-1) > 6
     assert (mask_a == mask_b).mean() > 0.97  # same silhouette
@@ -135,3 +138,52 @@ def test_contact_sheet_layout():
     tiles = np.zeros((5, 40, 30, 3), np.uint8)
     sheet = contact_sheet(tiles, [f"keyframe {i}" for i in range(5)], columns=3)
     assert sheet.dtype == np.uint8 and sheet.shape[1] == 90 and sheet.shape[0] == 2 * (40 + 28)
+
+
+def test_caption_lines_wrap_and_ellipsis():
+    from facecore.animate.frames import caption_lines
+
+    width = len  # one unit per character
+    assert caption_lines("a slight smile", width, 20, 2) == ["a slight smile"]
+    assert caption_lines("the eyes close slowly", width, 10, 2) == ["the eyes", "close slo…"]
+    assert caption_lines("the eyes closed, and more", width, 8, 2) == ["the eyes", "closed…"]  # not ",…"
+    assert caption_lines("one two three", width, 9, 2) == ["one two", "three"]  # fits in two: no ellipsis
+    long = "1. the head turns slowly to the left while the jaw drops and the brows rise"
+    lines = caption_lines(long, width, 16, 2, ellipsis="...")
+    assert len(lines) == 2 and lines[1].endswith("...") and all(len(x) <= 16 for x in lines)
+    assert " ".join(lines).removesuffix("...").replace(" ", "") in long.replace(" ", "")
+    # a word longer than a line is broken rather than overflowing
+    assert caption_lines("supercalifragilistic", width, 8, 3) == ["supercal", "ifragili", "stic"]
+    assert caption_lines("supercalifragilistic", width, 8, 2) == ["supercal", "ifragil…"]
+    assert caption_lines("ab cdefghijklmnop", width, 4, 2) == ["ab", "cde…"]
+    assert caption_lines("", width, 8, 2) == []
+
+
+def test_contact_sheet_long_caption_fits_with_ellipsis():
+    from PIL import Image, ImageDraw
+
+    from facecore.animate.frames import _ellipsis, _font, caption_lines
+
+    h, w = 96, 120
+    tiles = np.zeros((2, h, w, 3), np.uint8)
+    long = ("1. a broad smile spreads slowly across the face while the head tilts to the left, the brows "
+            "rise in surprise and the eyes close")
+    sheet = contact_sheet(tiles, [long, "2. short"], columns=2)
+    cap = max(28, h // 6)
+    strip = sheet[h:h + cap]
+    ink = (strip < 200).any(-1)
+    assert ink[:, :w].any() and ink[:, w:].any()
+    # the text stays inside its tile (4 px margin), so it never runs into the neighbour's caption
+    assert not ink[:, w - 3:w + 3].any()
+    # what was drawn is two lines ending in an ellipsis, measured in the sheet's own font
+    font = _font(max(10, cap // 3))
+    draw = ImageDraw.Draw(Image.new("RGB", (8, 8)))
+    lines = caption_lines(long, lambda t: draw.textlength(t, font=font), w - 8, 2, _ellipsis(font))
+    assert len(lines) == 2 and lines[1].endswith(("\u2026", "..."))
+    assert all(draw.textlength(x, font=font) <= w - 8 for x in lines)
+    # the old-style cut (no ellipsis, no measuring) drew something else
+    ref = Image.fromarray(np.full((cap, w, 3), 245, np.uint8))
+    d = ImageDraw.Draw(ref)
+    for j, line in enumerate(lines):
+        d.text((4, 2 + j * (cap // 2 - 1)), line, fill=(20, 20, 20), font=font)
+    np.testing.assert_array_equal(strip[:, :w], np.asarray(ref))

@@ -101,7 +101,7 @@ def tiny_rig(V: int = 12) -> FaceRig:
         colors=torch.rand(V, 3, generator=g),
         identity_basis=torch.randn(2, V, 3, generator=g) * (torch.rand(1, V, 1, generator=g) > 0.7),
         identity_names=("a", "b"),
-        metadata={"source": "fuzz"},
+        metadata={"source": "fuzz", "units": "cm"},
     )
 
 

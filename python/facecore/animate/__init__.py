@@ -22,6 +22,8 @@ _LAZY = {
     "Script": "script",
     "Keyframe": "script",
     "load_script": "script",
+    "load_keyframes": "script",
+    "from_responses": "script",
     "parse_script": "script",
     "add_secondary_motion": "secondary",
     "mirror": "secondary",

@@ -2,13 +2,14 @@
 
 Rendering goes through :mod:`facecore.render` (deform -> rasterize -> shade) when it is available;
 otherwise through the numpy orthographic rasteriser of :mod:`facecore.rig.sheet`. Either way the
-rig is deformed by facecore's ``deform`` kernel, in batches.
+rig is deformed by facecore's ``deform`` kernel, in batches. Every path shades in linear light and
+sRGB-encodes when it quantises to uint8 (:func:`facecore.render.color.to_uint8`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,16 +17,18 @@ import torch
 
 
 def load_rig(rig: Any = "default"):
-    """``"default"`` / None -> the embedded rig; a path -> ``FaceRig.load`` or a glTF/OBJ loader;
-    a FaceRig passes through. Raises ValueError with a one-line reason when it does not load."""
-    from ..rig import FaceRig
+    """``"default"`` / None -> the default built-in rig (``facecore.rig.DEFAULT_RIG``, the ICT-derived
+    face); a built-in name (``"ict"``, ``"stylized"``) -> that rig; a path -> ``FaceRig.load`` or a
+    glTF/OBJ loader; a FaceRig passes through. Raises ValueError with a one-line reason when it does not
+    load."""
+    from ..rig import BUILTIN_RIGS, FaceRig
 
     if isinstance(rig, FaceRig):
         return rig
-    if rig is None or rig == "default":
-        from ..rig import default_rig
+    if rig is None or rig == "default" or rig in BUILTIN_RIGS:
+        from ..rig import builtin_rig
 
-        return default_rig()
+        return builtin_rig("default" if rig is None else rig)
     from pathlib import Path
 
     path = Path(rig)
@@ -49,7 +52,7 @@ def load_rig(rig: Any = "default"):
 
 
 class FrameRenderer:
-    """Render ``[B, 61]`` parameter frames of a rig into ``[B, H, W, 3]`` uint8 images."""
+    """Render ``[B, 61]`` parameter frames of a rig into ``[B, H, W, 3]`` uint8 sRGB images."""
 
     def __init__(self, rig: Any = "default", size: tuple[int, int] = (320, 320), backend: str = "auto",
                  batch: int = 32) -> None:
@@ -60,12 +63,14 @@ class FrameRenderer:
         self.size = (w, h)
         self.batch = batch
         self.backend = backend
-        # Frame the face: from above the brows to below the chin, centred a little below the eyes.
+        # Frame the whole face, from the chin to above the hairline, centred a little below the eyes.
         eyes = self.rig.eye_centers.numpy().astype(np.float64)
         ipd = float(np.linalg.norm(eyes[0] - eyes[1])) or 1.0
-        self.center = np.array([0.0, eyes[:, 1].mean() - 0.75 * ipd, eyes[:, 2].mean()])
-        self.extent = 1.7 * ipd  # half the height of the view, in rig units
-        self.background = (0.12, 0.13, 0.15)
+        self.center = np.array([0.0, eyes[:, 1].mean() - 0.43 * ipd, eyes[:, 2].mean()])
+        self.extent = 2.05 * ipd  # half the height of the view, in rig units
+        from ..render.color import srgb_to_linear
+
+        self.background = tuple(float(c) for c in srgb_to_linear(np.array([0.12, 0.13, 0.15])))  # dark slate
         if backend not in ("auto", "facecore", "kernels", "numpy"):
             raise ValueError(f"backend must be 'auto', 'facecore', 'kernels' or 'numpy', got {backend!r}")
         self._renderer = None
@@ -134,6 +139,7 @@ class FrameRenderer:
     def _render_kernels(self, verts: torch.Tensor) -> np.ndarray:
         """facecore's rasterize + interpolate kernels, orthographic camera, Lambert shading."""
         from ..ops import interpolate, rasterize, vertex_normals
+        from ..render.color import to_uint8
 
         w, h = self.size
         c = torch.as_tensor(self.center, dtype=torch.float32)
@@ -155,9 +161,10 @@ class FrameRenderer:
         mask = (rast[..., 3:] > 0).float()
         bg = torch.tensor(self.background, dtype=torch.float32)
         img = rgb * mask + bg * (1 - mask)
-        return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        return to_uint8(img).numpy()  # shaded in linear light, written as sRGB
 
     def _render_numpy(self, verts: np.ndarray) -> np.ndarray:
+        from ..render.color import to_uint8
         from ..rig.sheet import render_orthographic
 
         w, h = self.size
@@ -167,7 +174,7 @@ class FrameRenderer:
             img = render_orthographic(v, self.triangles, self.colors, size=side, center=self.center,
                                       extent=self.extent * side / h, background=self.background)
             y0, x0 = (side - h) // 2, (side - w) // 2
-            out[i] = (np.clip(img[y0:y0 + h, x0:x0 + w], 0, 1) * 255 + 0.5).astype(np.uint8)
+            out[i] = to_uint8(img[y0:y0 + h, x0:x0 + w])
         return out
 
     def frames(self, params: np.ndarray, progress: Any = None) -> Iterator[np.ndarray]:
@@ -199,7 +206,11 @@ def _font(size: int):
 
 
 def contact_sheet(images: np.ndarray, labels: list[str], columns: int | None = None) -> np.ndarray:
-    """Tiles ``[K, H, W, 3]`` with a caption strip under each -> one uint8 image."""
+    """Tiles ``[K, H, W, 3]`` with a caption strip under each -> one uint8 image.
+
+    Captions wrap at word boundaries to the tile's width, measured in the font, on at most two lines;
+    a caption that does not fit ends in an ellipsis ("…", or "..." where the font has no such glyph).
+    """
     k, h, w, _ = images.shape
     columns = columns or min(k, 4)
     rows = math.ceil(k / columns)
@@ -215,23 +226,68 @@ def contact_sheet(images: np.ndarray, labels: list[str], columns: int | None = N
     im = Image.fromarray(sheet)
     draw = ImageDraw.Draw(im)
     font = _font(max(10, cap // 3))
-    for i, label in enumerate(labels):
+    ellipsis = _ellipsis(font)
+    for i, label in enumerate(labels[:k]):
         r, c = divmod(i, columns)
-        lines = _wrap(label, max(8, w // max(6, cap // 5)))[:2]
+        lines = caption_lines(label, lambda t: draw.textlength(t, font=font), w - 8, 2, ellipsis)
         for j, line in enumerate(lines):
             draw.text((c * w + 4, r * (h + cap) + h + 2 + j * (cap // 2 - 1)), line, fill=(20, 20, 20),
                       font=font)
     return np.asarray(im)
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    words, lines, cur = text.split(), [], ""
-    for wd in words:
-        if cur and len(cur) + 1 + len(wd) > width:
+def _ellipsis(font) -> str:
+    """"…" when ``font`` draws it as a glyph of its own, else "..." (bitmap fonts, fonts without it)."""
+    try:
+        glyph = font.getmask("\u2026")
+        missing = font.getmask("\U0010fffd")  # a private-use code point: the font's "no glyph" box
+    except (UnicodeError, ValueError, OSError):
+        return "..."
+    if glyph.getbbox() is None or (glyph.size == missing.size and bytes(glyph) == bytes(missing)):
+        return "..."
+    return "\u2026"
+
+
+def caption_lines(text: str, width_of: Callable[[str], float], max_width: float, max_lines: int,
+                  ellipsis: str = "\u2026") -> list[str]:
+    """``text`` wrapped at spaces into at most ``max_lines`` lines no wider than ``max_width``
+    (``width_of(s)`` measures a string); a word longer than a line is broken. When the text does not
+    fit, the last line holds as much of the rest as fits before ``ellipsis``."""
+    flat = " ".join(text.split())
+    lines: list[str] = []
+    cur = ""
+    for word in flat.split(" ") if flat else ():
+        cand = f"{cur} {word}" if cur else word
+        if width_of(cand) <= max_width:
+            cur = cand
+            continue
+        if cur:
             lines.append(cur)
-            cur = wd
-        else:
-            cur = f"{cur} {wd}".strip()
+        while width_of(word) > max_width and len(word) > 1:  # break a word wider than the line
+            cut = 1
+            while cut < len(word) and width_of(word[:cut + 1]) <= max_width:
+                cut += 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        cur = word
     if cur:
         lines.append(cur)
-    return lines
+    if len(lines) <= max_lines:
+        return lines
+    # Lines are consecutive pieces of ``flat``: the last line shown starts where line max_lines-1 does.
+    at = 0
+    for line in lines[: max_lines - 1]:
+        at = flat.index(line, at) + len(line)
+    rest = flat[at:].lstrip()
+
+    def shown(n: int) -> str:
+        return rest[:n].rstrip(" ,;:.-") + ellipsis
+
+    lo, hi = 0, len(rest)  # the longest prefix that fits with the ellipsis (width grows with n)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if width_of(shown(mid)) <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lines[: max_lines - 1] + [shown(lo)]

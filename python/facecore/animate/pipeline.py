@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .interpolate import interpolate
-from .script import Script, load_script
+from .script import Script, load_keyframes
 from .secondary import add_secondary_motion, mirror
 
 
@@ -59,9 +59,15 @@ def animate_full(request_or_script: Any, generator: Any = "semantic", fps: float
                  seed: int = 0, secondary: bool | dict = True, ease: float = 0.5,
                  symmetric: bool = False, keyframes: np.ndarray | None = None) -> Animation:
     """Like :func:`animate`, returning the whole :class:`Animation`. ``keyframes`` skips the
-    generator (reuse keyframes made before)."""
-    script = load_script(request_or_script)
+    generator (reuse keyframes made before); so does a KeyframeFace response file, whose
+    keyframes are used as they are."""
+    script, given = load_keyframes(request_or_script)
+    if keyframes is None:
+        keyframes = given
     keys = generate_keyframes(script, generator) if keyframes is None else np.asarray(keyframes, np.float32)
+    if keys.shape != (len(script.keyframes), 61):
+        raise ValueError(f"keyframes must have shape [{len(script.keyframes)}, 61] (one per keyframe of "
+                         f"the script), got {list(keys.shape)}")
     if symmetric:
         keys = mirror(keys, "symmetric").astype(np.float32)
     times, holds, end = script.timing()
@@ -86,8 +92,9 @@ def animate(request_or_script: Any, generator: Any = "semantic", fps: float | No
             seed: int = 0, **kwargs: Any):
     """Script or KeyframeFace request(s) -> a per-frame :class:`facecore.io.Track`.
 
-    ``request_or_script``: a path (``.jsonl`` requests, ``.json``/``.yaml`` script), a script
-    mapping, a :class:`Script`, or KeyframeFace request objects. ``generator``: ``"semantic"``
+    ``request_or_script``: a path (``.jsonl`` KeyframeFace requests or responses, ``.json``/``.yaml``
+    script), a script mapping, a :class:`Script`, or KeyframeFace request objects. Responses hold
+    their keyframes already: the generator is not run for them. ``generator``: ``"semantic"``
     (default), an :class:`~facecore.animate.llm.LLMGenerator`, or any object with
     ``generate(descriptions, background, emotion) -> [K, 61]``. ``fps`` defaults to the script's.
     ``seed`` drives the secondary motion; further options: ``secondary`` (bool or settings dict),

@@ -16,7 +16,10 @@ Script form (YAML or JSON)::
 ``time`` is absolute (seconds from the start of the first keyframe) and wins over the previous
 keyframe's ``duration``; ``transition`` is how long the move into this keyframe takes (it shortens
 the previous keyframe's hold accordingly). A KeyframeFace request file (JSONL chat messages) gives
-the descriptions, background and emotion; its timing is the default pacing.
+the descriptions, background and emotion; its timing is the default pacing. A KeyframeFace
+response file (``{"response": "{\"Keyframe_one\": {…}}"}`` lines) already holds the keyframes:
+:func:`load_keyframes` returns them with a script that places them :data:`RESPONSE_SPACING`
+seconds apart (the spacing of KeyframeFace's published ``example_result.csv``), named by their keys.
 
 Every size is bounded before anything is allocated: a script file holds at most
 :data:`MAX_SCRIPT_BYTES` (and, for YAML, :data:`MAX_YAML_NODES` nodes counting each alias as the
@@ -50,6 +53,7 @@ MAX_TEXT = 4000  # characters in a description, the background, the emotion
 MAX_FPS = 240.0
 MAX_DURATION = 3600.0  # seconds: any time value, and the whole animation
 MAX_NAME = 100  # characters in the name (the outputs' file stem)
+RESPONSE_SPACING = 1.0  # seconds between the keyframes of a response file (KeyframeFace's example_result.csv)
 
 
 def default_duration(text: str) -> float:
@@ -217,18 +221,29 @@ def from_requests(requests: Sequence[Any], source: str = "") -> list[Script]:
 def load_script(source: Any) -> Script:
     """A script from a path (``.jsonl`` KeyframeFace requests, ``.json``, ``.yaml``/``.yml``), a
     mapping, a :class:`Script`, or KeyframeFace request objects. Raises ValueError /
-    FileNotFoundError with a one-line reason."""
+    FileNotFoundError with a one-line reason (a response file: use :func:`load_keyframes`)."""
+    script, keyframes = load_keyframes(source)
+    if keyframes is not None:
+        raise FormatError("holds KeyframeFace responses (keyframes), not requests: animate them with "
+                          "facecore.animate.animate or load_keyframes", path=source)
+    return script
+
+
+def load_keyframes(source: Any) -> tuple[Script, np.ndarray | None]:
+    """Like :func:`load_script`, also accepting a KeyframeFace response file (``.jsonl``): returns
+    ``(script, keyframes float32 [K, 61])`` for responses (see :func:`from_responses`), and
+    ``(script, None)`` for everything else (the keyframes are then for a generator to make)."""
     from ..io import KeyframeRequest
 
     if isinstance(source, Script):
-        return source
+        return source, None
     if isinstance(source, KeyframeRequest):
         source = [source]
     if isinstance(source, Mapping):
-        return parse_script(source)
+        return parse_script(source), None
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)) and source and all(
             isinstance(r, KeyframeRequest) for r in source):
-        return _one(from_requests(source))
+        return _one(from_requests(source)), None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -238,6 +253,24 @@ def load_script(source: Any) -> Script:
                     "a Script or KeyframeFace requests")
 
 
+def from_responses(responses: Sequence[Mapping[str, Any]], source: str = "") -> tuple[Script, np.ndarray]:
+    """KeyframeFace responses (``[{"Keyframe_one": params [61]}, …]``) -> ``(script, keyframes
+    [K, 61])``: keyframes in number order (see :func:`facecore.io.response_keyframes`), each
+    :data:`RESPONSE_SPACING` seconds after the one before, named ``Keyframe One``, … (or by their
+    key when it is no numbered keyframe key). Responses carry no descriptions, background or emotion."""
+    from ..io import keyframe_name, keyframe_number, response_keyframes
+
+    keys, params = response_keyframes(responses, path=source or None)
+    texts = []
+    for i, key in enumerate(keys):
+        number = keyframe_number(key)
+        label = " ".join(key.split()) or f"Keyframe {i + 1}"
+        texts.append(keyframe_name(number) if number is not None else label)
+    script = Script([Keyframe(t, duration=RESPONSE_SPACING) for t in texts], source=source)
+    script.timing()
+    return script, params
+
+
 def _one(scripts: list[Script]) -> Script:
     if len(scripts) > 1:
         raise ValueError(f"the requests hold {len(scripts)} different keyframe sequences; "
@@ -245,17 +278,18 @@ def _one(scripts: list[Script]) -> Script:
     return scripts[0]
 
 
-def _load_file(path: Path) -> Script:
-    """A script file -> Script; every problem is a FormatError naming the file (and line)."""
+def _load_file(path: Path) -> tuple[Script, np.ndarray | None]:
+    """A script file -> (Script, keyframes of a response file or None); every problem is a
+    FormatError naming the file (and line)."""
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".yaml", ".yml"):
         raise ValueError(f"{path}: unknown script type {excerpt(suffix)}; use .jsonl (KeyframeFace "
-                         "requests), .json or .yaml")
+                         "requests or responses), .json or .yaml")
     if path.stat().st_size > MAX_SCRIPT_BYTES:
         raise FormatError(f"file is larger than {MAX_SCRIPT_BYTES} bytes; a script is a few kB", path=path)
     try:
         if suffix == ".jsonl":
-            return _load_requests(path)
+            return _load_jsonl(path)
         text = read_text(path, max_bytes=MAX_SCRIPT_BYTES)
         obj = json_loads(text, what="not JSON", path=path) if suffix == ".json" else _load_yaml(text, path)
         if obj is None:
@@ -270,18 +304,18 @@ def _load_file(path: Path) -> Script:
             script.name = check_name(path.stem)
         except ValueError:
             pass  # the file's name is no file stem for the outputs: keep the default
-    return script
+    return script, None
 
 
-def _load_requests(path: Path) -> Script:
+def _load_jsonl(path: Path) -> tuple[Script, np.ndarray | None]:
     from ..io import read_keyframeface
 
     items = read_keyframeface(path)
     if not items:
         raise ValueError("empty request file")
     if isinstance(items[0], dict):
-        raise ValueError("holds KeyframeFace responses, not requests")
-    return _one(from_requests(items, source=str(path)))
+        return from_responses(items, source=str(path))
+    return _one(from_requests(items, source=str(path))), None
 
 
 def _load_yaml(text: str, path: Path) -> Any:

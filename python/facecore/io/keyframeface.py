@@ -32,7 +32,8 @@ from .errors import FormatError, excerpt, json_loads, read_text
 from .semanticface import find_json_object, params_from_json, params_to_json
 
 __all__ = ["SYSTEM_PROMPT", "KeyframeRequest", "make_requests", "keyframe_name", "keyframe_key",
-           "parse_response", "format_response", "read_keyframeface", "write_keyframeface"]
+           "keyframe_number", "response_keyframes", "parse_response", "format_response",
+           "read_keyframeface", "write_keyframeface"]
 
 SYSTEM_PROMPT = (
     "You are a professional facial animator. Generate all 61 ARKit facial parameters for exactly one "
@@ -59,6 +60,56 @@ def keyframe_key(name: str) -> str:
     """A keyframe's name in requests -> its key in responses: ``"Keyframe One" -> "Keyframe_one"``."""
     head, _, rest = name.strip().partition(" ")
     return f"{head}_{rest.lower().replace(' ', '_')}" if rest else head
+
+
+_NUMBER_OF_KEY = {keyframe_key(keyframe_name(i)).lower(): i for i in range(1, 100)}
+
+
+def keyframe_number(key: str) -> int | None:
+    """A keyframe's key (``"Keyframe_one"``) or name (``"Keyframe One"``) -> its number (1..99);
+    None for any other key. Case and spaces/underscores do not matter."""
+    if not isinstance(key, str):
+        return None
+    return _NUMBER_OF_KEY.get("_".join(key.replace("_", " ").split()).lower())
+
+
+def response_keyframes(responses: Sequence[Mapping[str, Any]], *, path: str | os.PathLike | None = None
+                       ) -> tuple[list[str], np.ndarray]:
+    """KeyframeFace responses (what :func:`read_keyframeface` returns for a response file: one
+    ``{"Keyframe_one": params [61]}`` per line) -> ``(keys, float32 [K, 61])`` in keyframe order.
+
+    The order is the keyframe number when every key is a numbered ``Keyframe_<number>`` key
+    (responses are often written in the order they finished, not in the script's), else the order
+    of the file. A key given twice is a :class:`FormatError`: the keyframes would be ambiguous.
+    """
+    if isinstance(responses, Mapping):
+        responses = [responses]
+    keys: list[str] = []
+    values: list[np.ndarray] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(responses):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"responses[{i}] must be a dict of keyframe key -> params, got "
+                            f"{type(item).__name__}")
+        for key, params in item.items():
+            number = keyframe_number(key)
+            ident = f"#{number}" if number is not None else str(key)
+            if ident in seen:
+                raise FormatError(f"keyframe {excerpt(key)} is given twice (responses {seen[ident] + 1} "
+                                  f"and {i + 1})", path=path)
+            seen[ident] = i
+            vec = np.asarray(params, dtype=np.float32)
+            if vec.shape != (61,):
+                raise ValueError(f"responses[{i}][{excerpt(key)}] must have shape [61], got "
+                                 f"{list(vec.shape)}")
+            keys.append(str(key))
+            values.append(vec)
+    if not keys:
+        raise FormatError("no keyframes: the responses are empty", path=path)
+    numbers = [keyframe_number(k) for k in keys]
+    order = (sorted(range(len(keys)), key=lambda j: numbers[j]) if None not in numbers
+             else list(range(len(keys))))
+    return [keys[j] for j in order], np.stack([values[j] for j in order])
 
 
 @dataclass

@@ -10,6 +10,12 @@ some spell the count column ``BlendshapeCount``, and older files carry only the 
 number. ``strict=False`` skips malformed rows, ignores unknown columns, fills absent channels with 0
 and sorts rows whose times go backwards, reporting what it did in one ``warnings.warn``. Values
 must be finite float32 numbers (|v| <= 3.4e38) in both modes.
+
+Tracking lost: when the iPhone loses the face, Live Link Face writes a row holding only the
+timecode and ``BlendShapeCount`` 0 (``16:48:52:29.134,0``). Such rows are read in both modes as
+frames with ``Track.tracked`` False, their values filled by the ``lost`` policy (``"hold"``,
+``"interpolate"`` or ``"nan"``), and reported in one :class:`TrackingLostWarning`;
+:func:`write_csv` writes untracked frames back as such rows.
 """
 
 from __future__ import annotations
@@ -30,13 +36,25 @@ from .. import arkit
 from .errors import FormatError, excerpt, read_text, unknown_channel
 from .track import Track
 
-__all__ = ["read_csv", "write_csv", "parse_timecode", "format_timecode"]
+__all__ = ["read_csv", "write_csv", "parse_timecode", "format_timecode", "TrackingLostWarning",
+           "LOST_POLICIES"]
 
 # Digit counts are bounded so that no field can overflow a float.
 _TIMECODE = re.compile(r"^\s*(\d{1,9}):(\d{1,2}):(\d{1,2})[:;.](\d{1,9})(?:\.(\d{1,18}))?\s*$")
 _COUNT_NAMES = ("blendshapecount",)  # matched lower-cased: BlendShapeCount and BlendshapeCount
 _DAY = 86400.0
 _F32_MAX = float(np.finfo(np.float32).max)  # larger values would turn into inf in the float32 track
+LOST_POLICIES = {
+    "hold": "held the last tracked frame",
+    "interpolate": "interpolated linearly between the tracked frames around them",
+    "nan": "left them NaN",
+}
+"""The ``lost=`` policies of :func:`read_csv` and what each does with tracking-lost frames."""
+
+
+class TrackingLostWarning(UserWarning):
+    """A Live Link Face CSV holds tracking-lost rows (``BlendShapeCount`` 0 and no values); the
+    message says how many, which ``lost`` policy filled them, and the file."""
 
 
 def parse_timecode(text: str, timebase: int = 60, *, strict: bool = True) -> float:
@@ -165,8 +183,8 @@ def _first(items: list[str], n: int = 10) -> str:
     return ", ".join(excerpt(c, 40) for c in items[:n]) + (", ..." if len(items) > n else "")
 
 
-def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: bool = True,
-             fps: float | None = None) -> Track:
+def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, lost: str = "hold",
+             strict: bool = True, fps: float | None = None) -> Track:
     """Read a Live Link Face CSV into a :class:`Track`.
 
     ``times`` are the timecodes in seconds (a time-of-day start is kept; subtract ``times[0]`` for
@@ -174,12 +192,21 @@ def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: b
     frame rate implied by the median frame step (the timebase for a single frame). Values are not
     range-checked: use :func:`facecore.arkit.validate`. Malformed input raises :class:`FormatError`
     (``strict``) or is skipped with a warning (``strict=False``).
+
+    Tracking-lost rows (``BlendShapeCount`` 0 and no values) are frames with ``tracked`` False in
+    both modes; ``lost`` fills their params: ``"hold"`` (default) repeats the last tracked frame
+    (the first tracked frame for those before it), ``"interpolate"`` is linear in time between the
+    tracked frames around the gap (holding at the ends), ``"nan"`` leaves NaN. One
+    :class:`TrackingLostWarning` gives the count; a file with no tracked frame is a FormatError.
     """
     timebase = _check_timebase(timebase)
+    if lost not in LOST_POLICIES:
+        raise ValueError(f"lost must be one of {', '.join(map(repr, LOST_POLICIES))}, got {excerpt(lost)}")
     notes: list[str] = []
     skipped: list[str] = []
     times: list[float] = []
-    rows: list[list[float]] = []
+    rows: list[list[float] | None] = []  # None: a tracking-lost frame
+    lost_lines: list[int] = []
     with _text(path, "r") as (f, name):
         reader = csv.reader(f)
         rows_in = _rows(reader, name)
@@ -212,34 +239,43 @@ def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: b
                     raise FormatError(msg, path=name, line=line)
                 skipped.append(f"line {line}: {msg}")
 
-            if not strict and len(row) > width and not any(c.strip() for c in row[width:]):
-                row = row[:width]  # trailing commas
-            if len(row) != width:
-                bad(f"row has {len(row)} values, header has {width} columns")
-                continue
-            try:
-                t = parse_timecode(row[tc], timebase, strict=strict)
-            except ValueError as e:
-                bad(str(e))
-                continue
-            if count is not None and strict:
+            vals: list[float] | None = None
+            if count is not None and _is_lost(row, tc, count):
                 try:
-                    int(row[count])
-                except ValueError:
-                    bad(f"BlendShapeCount {excerpt(row[count])} is not an integer")
+                    t = parse_timecode(row[tc], timebase, strict=strict)
+                except ValueError as e:
+                    bad(str(e))
                     continue
-            try:
-                vals = [float(row[j]) for j in col_list]
-            except ValueError:
-                j = next(j for j in col_idx if not _is_float(row[j]))
-                bad(f"column {header[j].strip()!r}: {excerpt(row[j])} is not a number")
-                continue
-            # NaN fails the range test too; inf and 1e39 both exceed float32's largest value.
-            if vals and not (all(map(math.isfinite, vals)) and max(map(abs, vals)) <= _F32_MAX):
-                j, v = next((j, v) for j, v in zip(col_list, vals) if not abs(v) <= _F32_MAX)
-                why = "is not finite" if not math.isfinite(v) else "is beyond float32's range (3.4e38)"
-                bad(f"column {header[j].strip()!r}: {excerpt(row[j].strip())} {why}")
-                continue
+                lost_lines.append(line)
+            else:
+                if not strict and len(row) > width and not any(c.strip() for c in row[width:]):
+                    row = row[:width]  # trailing commas
+                if len(row) != width:
+                    bad(f"row has {len(row)} values, header has {width} columns")
+                    continue
+                try:
+                    t = parse_timecode(row[tc], timebase, strict=strict)
+                except ValueError as e:
+                    bad(str(e))
+                    continue
+                if count is not None and strict:
+                    try:
+                        int(row[count])
+                    except ValueError:
+                        bad(f"BlendShapeCount {excerpt(row[count])} is not an integer")
+                        continue
+                try:
+                    vals = [float(row[j]) for j in col_list]
+                except ValueError:
+                    j = next(j for j in col_idx if not _is_float(row[j]))
+                    bad(f"column {header[j].strip()!r}: {excerpt(row[j])} is not a number")
+                    continue
+                # NaN fails the range test too; inf and 1e39 both exceed float32's largest value.
+                if vals and not (all(map(math.isfinite, vals)) and max(map(abs, vals)) <= _F32_MAX):
+                    j, v = next((j, v) for j, v in zip(col_list, vals) if not abs(v) <= _F32_MAX)
+                    why = "is not finite" if not math.isfinite(v) else "is beyond float32's range (3.4e38)"
+                    bad(f"column {header[j].strip()!r}: {excerpt(row[j].strip())} {why}")
+                    continue
             t += day
             if times and t < times[-1]:
                 if times[-1] - t > _DAY / 2:  # the time-of-day timecode wrapped at midnight
@@ -260,15 +296,62 @@ def read_csv(path: str | os.PathLike | IO[str], *, timebase: int = 60, strict: b
                      + ("; ..." if len(skipped) > 10 else ""))
     if notes:
         warnings.warn(f"{name}: " + "; ".join(notes), stacklevel=2)
+    if rows and len(lost_lines) == len(rows):
+        raise FormatError(f"all {len(rows)} frames lost tracking (BlendShapeCount 0 rows): there is no "
+                          "tracked frame to read", path=name)
+    if lost_lines:
+        lines = ", ".join(map(str, lost_lines[:10])) + (", ..." if len(lost_lines) > 10 else "")
+        warnings.warn(f"{name}: tracking lost in {len(lost_lines)} of {len(rows)} frames (BlendShapeCount 0 "
+                      f"rows at line(s) {lines}); lost={lost!r} {LOST_POLICIES[lost]}",
+                      TrackingLostWarning, stacklevel=2)
     t_arr = np.asarray(times, dtype=np.float64)
+    tracked = np.array([v is not None for v in rows], dtype=bool)
     params = np.zeros((len(rows), arkit.NUM_CHANNELS), dtype=np.float64)
-    if rows:
-        np.add.at(params, (slice(None), ch_idx), np.asarray(rows, dtype=np.float64) * weight)
+    if tracked.any():
+        values = np.asarray([v for v in rows if v is not None], dtype=np.float64).reshape(-1, len(cols))
+        found = np.zeros((values.shape[0], arkit.NUM_CHANNELS))
+        np.add.at(found, (slice(None), ch_idx), values * weight)
+        params[tracked] = found
     order = np.argsort(t_arr, kind="stable")
-    t_arr, params = t_arr[order], params[order]
+    t_arr, params, tracked = t_arr[order], params[order], tracked[order]
+    _fill_lost(t_arr, params, tracked, lost)
     if fps is None:
         fps = _estimate_fps(t_arr, timebase)
-    return Track(times=t_arr, params=params.astype(np.float32), fps=fps)
+    return Track(times=t_arr, params=params.astype(np.float32), fps=fps, tracked=tracked)
+
+
+def _is_lost(row: list[str], tc: int, count: int) -> bool:
+    """A tracking-lost row: ``BlendShapeCount`` 0 and nothing (or only empty cells) after it."""
+    if len(row) <= max(tc, count):
+        return False
+    try:
+        if int(row[count]) != 0:
+            return False
+    except ValueError:
+        return False
+    return not any(c.strip() for j, c in enumerate(row) if j != tc and j != count)
+
+
+def _fill_lost(times: np.ndarray, params: np.ndarray, tracked: np.ndarray, lost: str) -> None:
+    """Fill the untracked rows of ``params`` [N, 61] (float64, rows in time order) in place."""
+    gaps = np.flatnonzero(~tracked)
+    if gaps.size == 0:
+        return
+    if lost == "nan":
+        params[gaps] = np.nan
+        return
+    known = np.flatnonzero(tracked)
+    at = np.searchsorted(known, gaps)  # known[at - 1] < gap < known[at]
+    prev = known[np.clip(at - 1, 0, known.size - 1)]
+    nxt = known[np.clip(at, 0, known.size - 1)]
+    prev = np.where(at == 0, nxt, prev)  # before the first tracked frame: that frame
+    nxt = np.where(at == known.size, prev, nxt)  # after the last one: that frame
+    if lost == "hold":
+        params[gaps] = params[prev]
+        return
+    span = times[nxt] - times[prev]
+    w = np.divide(times[gaps] - times[prev], span, out=np.zeros_like(span), where=span > 0)[:, None]
+    params[gaps] = params[prev] + w * (params[nxt] - params[prev])
 
 
 def _is_float(s: str) -> bool:
@@ -302,23 +385,28 @@ def write_csv(path: str | os.PathLike | IO[str], track: Track, *, timebase: int 
 
     ``precision=None`` writes the shortest text that reads back as the identical float32;
     an int writes that many decimals. Times are written as timecodes at ``timebase`` with a
-    3-digit sub-frame, so they read back to within 1/(2000*timebase) s. NaN/inf raise ``ValueError``.
+    3-digit sub-frame, so they read back to within 1/(2000*timebase) s. Frames whose
+    ``track.tracked`` is False are written as tracking-lost rows (``timecode,0``), whatever their
+    params; NaN/inf in tracked frames raise ``ValueError``.
     """
     timebase = _check_timebase(timebase)
     if not isinstance(track, Track):
         raise TypeError(f"track must be a facecore.io.Track, got {type(track).__name__}")
     if count_header.lower() not in _COUNT_NAMES:
         raise ValueError(f"count_header must be 'BlendShapeCount' or 'BlendshapeCount', got {count_header!r}")
-    if not np.isfinite(track.params).all():
-        r, c = np.argwhere(~np.isfinite(track.params))[0]
+    tracked = track.tracked
+    bad = ~np.isfinite(track.params) & tracked[:, None]
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
         raise ValueError(f"track.params[{r}, {c}] ({arkit.NAMES[c]}) is not finite")
     if len(track) and track.times[0] < 0:
         raise ValueError(f"track.times must be >= 0 to be written as timecodes, got {track.times[0]}")
-    cells = _cells(track.params, precision)
+    cells = iter(_cells(track.params[tracked], precision))
     buf = io.StringIO()
     buf.write(",".join(("Timecode", count_header) + arkit.NAMES) + "\n")
     n = str(arkit.NUM_CHANNELS)
-    for t, row in zip(track.times.tolist(), cells):
-        buf.write(format_timecode(t, timebase) + "," + n + "," + ",".join(row) + "\n")
+    for t, ok in zip(track.times.tolist(), tracked.tolist()):
+        tc = format_timecode(t, timebase)
+        buf.write(tc + "," + n + "," + ",".join(next(cells)) + "\n" if ok else tc + ",0\n")
     with _text(path, "w") as (f, _):
         f.write(buf.getvalue())

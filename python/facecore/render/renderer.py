@@ -42,17 +42,23 @@ class RenderResult:
         """``[B, H, W, 4]`` float RGBA."""
         return torch.cat([self.image, self.alpha], -1)
 
-    def to_uint8(self, alpha: bool = True) -> torch.Tensor:
-        """``[B, H, W, 4]`` (or ``[B, H, W, 3]``) uint8, values clamped to [0, 1] and rounded."""
-        x = self.rgba if alpha else self.image
-        return (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    def to_uint8(self, alpha: bool = True, *, srgb: bool = True) -> torch.Tensor:
+        """``[B, H, W, 4]`` (or ``[B, H, W, 3]``) uint8 on the CPU: values clamped to [0, 1], the colour
+        sRGB-encoded (``srgb=True``, what displays expect; ``image`` itself is linear light), alpha
+        kept linear, rounded (:func:`facecore.render.color.to_uint8`)."""
+        from .color import to_uint8
 
-    def save_png(self, path: str | Path, index: int = 0, alpha: bool = True) -> Path:
-        """Write image ``index`` of the batch as a PNG."""
+        rgb = to_uint8(self.image, srgb=srgb)
+        if alpha:
+            rgb = torch.cat([rgb, to_uint8(self.alpha, srgb=False)], -1)
+        return rgb.cpu()
+
+    def save_png(self, path: str | Path, index: int = 0, alpha: bool = True, *, srgb: bool = True) -> Path:
+        """Write image ``index`` of the batch as a PNG (sRGB-encoded unless ``srgb=False``)."""
         import imageio.v3 as iio
 
         path = Path(path)
-        iio.imwrite(path, self.to_uint8(alpha)[index].numpy())
+        iio.imwrite(path, self.to_uint8(alpha, srgb=srgb)[index].numpy())
         return path
 
 

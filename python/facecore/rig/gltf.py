@@ -53,6 +53,20 @@ def _finite32(doc: GltfFile, a: np.ndarray, what: str) -> np.ndarray:
     return out
 
 
+def _facecore_units(doc: GltfFile) -> tuple[float, str]:
+    """(scale, unit) that facecore.io.gltf.write_glb recorded in ``asset.extras.facecore``; else
+    (1, glTF's metres). Dividing by the scale gives back the rig in the units it was written from."""
+    info = doc.json.get("asset")
+    for key in ("extras", "facecore"):
+        info = info.get(key) if isinstance(info, dict) else None
+    if isinstance(info, dict):
+        scale, units = info.get("scale"), info.get("rig_units")
+        if (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale < float("inf")
+                and units in ("m", "cm", "mm")):
+            return float(scale), units
+    return 1.0, "as in file (glTF: metres)"
+
+
 def load_gltf(path: str | Path, *, strict: bool = True) -> FaceRig:
     """A glTF 2.0 / GLB file with ARKit-named morph targets -> :class:`FaceRig` (see module docstring).
 
@@ -175,8 +189,9 @@ def load_gltf(path: str | Path, *, strict: bool = True) -> FaceRig:
         bad = ~np.isfinite(dense).all((0, 2))
         if bad.any():
             raise doc.error(f"morph targets add up to NaN or inf (float32) at vertex {int(np.argmax(bad))}")
-        deltas = torch.from_numpy(dense)
-        neutral = torch.from_numpy(np.concatenate(positions))
+        scale, units = _facecore_units(doc)
+        deltas = torch.from_numpy(dense / np.float32(scale))
+        neutral = torch.from_numpy(np.concatenate(positions) / np.float32(scale))
         groups = {
             k: torch.from_numpy(np.concatenate(v) if v else np.zeros(0, np.int64))
             for k, v in groups_acc.items()
@@ -197,7 +212,7 @@ def load_gltf(path: str | Path, *, strict: bool = True) -> FaceRig:
             metadata={
                 "source": f"gltf:{path.name}",
                 "ignored_shapes": ignored + extra,
-                "units": "as in file (glTF: metres)",
+                "units": units,
                 "up": "+y",
                 "forward": "+z",
             },

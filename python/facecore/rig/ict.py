@@ -36,18 +36,19 @@ _PARTS = {
     "M_EyeOcclusion": "eye_occlusion",
     "M_EyeLashes": "eyelashes",
 }
-# Plausible albedo per part (the ICT material colours are placeholder greys).
+# Plausible albedo per part (the ICT material colours are placeholder greys), linear light (these are the
+# sRGB colours skin (0.80, 0.60, 0.50), sclera (0.93, 0.92, 0.90) ... decoded; output encodes them back).
 _COLORS = {
-    "face": (0.80, 0.60, 0.50),
-    "head": (0.80, 0.60, 0.50),
-    "gums_tongue": (0.70, 0.30, 0.32),
-    "teeth": (0.92, 0.90, 0.84),
-    "lacrimal_fluid": (0.85, 0.70, 0.65),
-    "eye_blend": (0.80, 0.62, 0.55),
-    "eye_occlusion": (0.55, 0.42, 0.36),
-    "eyelashes": (0.08, 0.06, 0.05),
+    "face": (0.604, 0.319, 0.214),
+    "head": (0.604, 0.319, 0.214),
+    "gums_tongue": (0.448, 0.073, 0.084),
+    "teeth": (0.828, 0.787, 0.674),
+    "lacrimal_fluid": (0.692, 0.448, 0.380),
+    "eye_blend": (0.604, 0.342, 0.263),
+    "eye_occlusion": (0.263, 0.147, 0.107),
+    "eyelashes": (0.007, 0.005, 0.004),
 }
-_SCLERA, _IRIS = (0.93, 0.92, 0.90), (0.30, 0.42, 0.55)
+_SCLERA, _IRIS = (0.848, 0.828, 0.787), (0.073, 0.147, 0.263)
 
 
 def _model_dir(path: str | Path) -> Path:

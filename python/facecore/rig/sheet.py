@@ -4,7 +4,7 @@
 returns the image as a ``[H, W, 3]`` uint8 array. Rendering uses :mod:`facecore.render` when it
 provides a ``Renderer`` usable here; otherwise a small orthographic numpy z-buffer rasteriser
 (:func:`render_orthographic`) with per-vertex colours and Lambert shading, which needs nothing but
-numpy.
+numpy. Shading is in linear light (rig colours are linear); tiles are sRGB-encoded when quantised.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .._names import BLENDSHAPES
-from .face_rig import vertex_normals_np
+from .face_rig import FaceRig, vertex_normals_np
 
 
 def _rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
@@ -155,6 +155,7 @@ def contact_sheet(
     """
     if renderer not in ("auto", "facecore", "numpy"):
         raise ValueError(f"contact_sheet: renderer must be 'auto', 'facecore' or 'numpy', got {renderer!r}")
+    from ..render.color import to_uint8  # here: the numpy fallback must not need facecore.render at import
     rig = rig.to("cpu", torch.float32)
     V = rig.num_vertices
     neutral = rig.neutral.numpy().astype(np.float64)
@@ -186,7 +187,7 @@ def contact_sheet(
             img = render_orthographic(
                 shapes[i], f, colors, size=size, center=center, extent=extent, yaw=yaw, pitch=pitch
             )
-        img8 = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        img8 = to_uint8(img)  # rendered in linear light, shown as sRGB
         missing = i > 0 and name not in rig.channels
         tiles.append(_label(img8, name + (" (missing)" if missing else "")))
     rows = math.ceil(len(tiles) / columns)
@@ -199,15 +200,19 @@ def contact_sheet(
 
 
 def main(
-    out_path: str | Path, rig_path: str | Path | None = None, *, size: int = 256, renderer: str = "auto"
+    out_path: str | Path, rig_path: str | Path | FaceRig | None = None, *, size: int = 256,
+    renderer: str = "auto"
 ) -> Path:
-    """Write the contact sheet PNG of the rig at ``rig_path`` (default: facecore's default rig)."""
+    """Write the contact sheet PNG of a rig: a FaceRig, a saved rig file, or None for the default
+    built-in rig (:data:`facecore.rig.DEFAULT_RIG`)."""
     import imageio.v3 as iio
 
-    from .default import default_rig
-    from .face_rig import FaceRig
+    from .default import builtin_rig
 
-    rig = default_rig() if rig_path is None else FaceRig.load(rig_path)
+    if isinstance(rig_path, FaceRig):
+        rig = rig_path
+    else:
+        rig = builtin_rig() if rig_path is None else FaceRig.load(rig_path)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(out, contact_sheet(rig, size=size, renderer=renderer))
