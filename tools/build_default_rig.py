@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from facecore._names import BLENDSHAPES
+from facecore.render.color import srgb_to_linear
 
 ASSET = Path(__file__).resolve().parents[1] / "python/facecore/rig/data/default_rig.safetensors"
 
@@ -1223,7 +1224,7 @@ def identity_fields(pos, attr, eyes, P: Params = P0):
 # ----------------------------------------------------------------------------------------------
 # Colours
 # ----------------------------------------------------------------------------------------------
-SKIN_RGB = np.array([0.80, 0.60, 0.49])
+SKIN_RGB = np.array([0.80, 0.60, 0.49])  # sRGB; colors() returns linear values
 
 
 def colors(pos, attr, P: Params = P0):
@@ -1270,7 +1271,97 @@ def colors(pos, attr, P: Params = P0):
         ),
     )
     col[eye] = ecol[eye]
-    return col
+    # The colours above are picked as sRGB values; rig colours are linear light (the renderer shades in
+    # linear light and facecore.render.color encodes to sRGB on output), so decode them here.
+    return srgb_to_linear(col)
+
+
+# ----------------------------------------------------------------------------------------------
+# 68 iBUG landmarks
+# ----------------------------------------------------------------------------------------------
+# Mirror pairs of the iBUG-68 layout (index 0 is on the subject's right, the left of a frontal image).
+IBUG_MIRROR = (
+    [(k, 16 - k) for k in range(8)] + [(17 + k, 26 - k) for k in range(5)] + [(31, 35), (32, 34)]
+    + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    + [(48, 54), (49, 53), (50, 52), (59, 55), (58, 56), (60, 64), (61, 63), (67, 65)]
+)
+
+
+def landmarks68(pos, attr, twin, P: Params = P0):
+    """The 68 iBUG landmark vertices (``metadata["landmarks68"]``), picked from the construction.
+
+    Eye corners and lid points come from the lid margins (ring 0, by ``lid_s`` along the fissure),
+    the inner lip contour from the lip line; the outer lip contour, brows, nose and jaw line are the
+    frontmost skin vertices near target chart points derived from :class:`Params` (vermilion border,
+    the brow curve of the colours, the nose profile, a super-ellipse from ear height to the chin).
+    The subject's left half and the midline are picked; the right half is their mirror twins."""
+    part = attr["part"]
+    skin = np.nonzero(part == SKIN)[0]
+    ring0 = (part == SKIN) & (attr["ring"] == 0)
+
+    def front(X, Y, radius=0.4, off_ring=False):
+        # frontmost skin vertex within radius (xy) of the target, the radius widening if none is
+        for r in (radius, 2 * radius, 4 * radius):
+            m = np.hypot(pos[skin, 0] - X, pos[skin, 1] - Y) < r
+            if off_ring:
+                m &= ~ring0[skin]
+            if m.any():
+                cand = skin[m]
+                return int(cand[np.argmax(pos[cand, 2])])
+        raise RuntimeError(f"landmarks68: no skin vertex near ({X}, {Y})")
+
+    def on_ring(kind, label_key, label, s_key, s, side=1.0):
+        m = ring0 & (attr["kind"] == kind) & (np.sign(pos[:, 0]) * side >= 0)
+        if label is not None:
+            m &= attr[label_key] == label
+        cand = np.nonzero(m)[0]
+        return int(cand[np.argmin(np.abs(attr[s_key][cand] - s))])
+
+    lm = {}
+    # Jaw line (8 = chin, 9..16 up the subject's left side to ear height).
+    top, chin, half_w, n = P.eye_y, -8.5, 6.9, 2.5
+    for k in range(8, 17):
+        phi = (k - 8) / 8 * np.pi / 2
+        lm[k] = front(half_w * np.sin(phi) ** (2 / n), top - (top - chin) * np.cos(phi) ** (2 / n))
+    # Left brow, inner (22) to outer (26), on the brow curve the colours draw.
+    for k, t in zip(range(22, 27), (0.08, 0.3, 0.52, 0.74, 0.94)):
+        lm[k] = front(1.0 + 4.4 * t, P.eye_y + 2.1 + 0.35 * np.sin(np.pi * t) - 0.2 * t)
+    # Nose: bridge from the nasion to the tip (27..30), then the base (33 columella, 34, 35 wing).
+    nasion = P.eye_y - 0.4
+    for k, dy in zip(range(27, 31), (0.0, 1.15, 2.3, 3.45)):
+        lm[k] = front(0.0, nasion - dy, 0.25)
+    lm[33] = front(0.0, nasion - 4.45, 0.25)
+    lm[34] = front(0.55, nasion - 4.25, 0.25)
+    lm[35] = front(1.05, nasion - 4.05, 0.3)
+    # Left eye: inner corner 42, upper lid 43 44, outer corner 45, lower lid 46 47.
+    lm[42] = on_ring(1, "lid", 0, "lid_s", -1.0)
+    lm[43] = on_ring(1, "lid", 1, "lid_s", -1 / 3)
+    lm[44] = on_ring(1, "lid", 1, "lid_s", 1 / 3)
+    lm[45] = on_ring(1, "lid", 0, "lid_s", 1.0)
+    lm[46] = on_ring(1, "lid", -1, "lid_s", 1 / 3)
+    lm[47] = on_ring(1, "lid", -1, "lid_s", -1 / 3)
+    # Outer lip contour: the vermilion border (51 top of the bow, 52 its peak, 54 the corner, 57 bottom).
+    hw = P.mouth_half_width
+    hu, hl = lip_profile(np.array([0.0, 0.45, 1.4, 1.4, 0.6, 0.0]), P)
+    lm[51] = front(0.0, P.mouth_y + hu[0], 0.2)
+    lm[52] = front(0.45, P.mouth_y + hu[1], 0.2)
+    lm[53] = front(1.4, P.mouth_y + hu[2], 0.2)
+    lm[54] = front(hw + 0.2, P.mouth_y, 0.2, off_ring=True)  # not the lip-line corner (64)
+    lm[55] = front(1.4, P.mouth_y - hl[3], 0.2)
+    lm[56] = front(0.6, P.mouth_y - hl[4], 0.2)
+    lm[57] = front(0.0, P.mouth_y - hl[5], 0.2)
+    # Inner lip contour: the lip line (64 corner, 62/66 midline).
+    lm[62] = on_ring(2, "lip", 1, "lip_u", 0.0)
+    lm[63] = on_ring(2, "lip", 1, "lip_u", 0.5)
+    lm[64] = on_ring(2, "lip", 0, "lip_u", 1.0)
+    lm[65] = on_ring(2, "lip", -1, "lip_u", 0.5)
+    lm[66] = on_ring(2, "lip", -1, "lip_u", 0.0)
+    for right, left in IBUG_MIRROR:
+        lm[right] = int(twin[lm[left]])
+    out = [lm[k] for k in range(68)]
+    if len(set(out)) != 68:
+        raise RuntimeError("build_default_rig: landmarks68 picked the same vertex twice")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1337,6 +1428,7 @@ def build(P: Params = P0):
     uvs = np.stack([u, v], 1)
     f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     meta = {
+        "name": "stylized",
         "source": "facecore default rig (procedural, python tools/build_default_rig.py)",
         "license": "MIT (facecore)",
         "units": "cm",
@@ -1346,6 +1438,7 @@ def build(P: Params = P0):
         "generator_params": {f.name: getattr(P, f.name) for f in fields(P)},
         "identity_scale": "coefficients around [-2, 2] give plausible faces (1 = about one s.d.)",
         "jaw_open_angle_deg": P.jaw_open_angle,
+        "landmarks68": landmarks68(pos, attr, twin, P),
     }
     return FaceRig(
         neutral=f32(pos),

@@ -1,9 +1,25 @@
-"""Lights and shading: ambient + directional lights, Lambert diffuse and optional Blinn-Phong specular.
+"""Lights and shading: ambient + spherical-harmonic environment + directional lights; Lambert diffuse,
+optional Blinn-Phong specular, or flat cel ("toon") bands.
 
-    colour = albedo * (ambient + sum_l max(0, n . l) c_l)
+    colour = albedo * (ambient + E_sh(n) + sum_l D(n . l) c_l)
              + specular * sum_l [n . l > 0] max(0, n . h)^shininess c_l
-with ``l`` the unit direction towards light ``l``, ``h = normalize(l + v)`` and ``v`` the unit direction
-from the surface to the camera.
+with ``l`` the unit direction towards light ``l``, ``h = normalize(l + v)``, ``v`` the unit direction from
+the surface to the camera, ``D(x) = max(0, x)`` (``"lambert"``, ``"blinn_phong"``) or, for ``"toon"``,
+``D(x) = floor(max(0, x) * bands + 0.5) / bands`` (flat bands, no smooth gradient; specular, when
+``specular > 0``, becomes a hard highlight: ``[n . h > 1 - 1 / shininess]``).
+
+``E_sh`` is the irradiance of an environment given by order-2 (9-term) real spherical-harmonic
+coefficients ``sh [9, 3]`` (RGB), already convolved with the clamped cosine (Ramamoorthi & Hanrahan,
+"An Efficient Representation for Irradiance Environment Maps", SIGGRAPH 2001), in the order
+``Y00, Y1-1, Y10, Y11, Y2-2, Y2-1, Y20, Y21, Y22`` of the world-space unit normal ``(x, y, z)``:
+
+    E(n) = sum_k sh[k] * Y_k(n),  Y = (0.282095, 0.488603 y, 0.488603 z, 0.488603 x,
+                                       1.092548 x y, 1.092548 y z, 0.315392 (3 z^2 - 1),
+                                       1.092548 x z, 0.546274 (x^2 - y^2))
+
+Every parameter may carry a leading batch dimension (``ambient [B, 3]``, ``directions``/``colors``
+``[B, L, 3]``, ``sh [B, 9, 3]``, ``specular``/``shininess`` ``[B]``): one light set per image. Shading flat
+pixel lists then needs ``batch [N]``, the image index of each row (:meth:`Lights.shade`).
 """
 
 from __future__ import annotations
@@ -12,49 +28,152 @@ from dataclasses import dataclass, field
 
 import torch
 
+MODELS = ("lambert", "blinn_phong", "toon")
+SH_CONSTANTS = (0.282095, 0.488603, 1.092548, 0.315392, 0.546274)
+
 
 def _rows(name: str, v, n: int | None = None) -> torch.Tensor:
+    """``[L, 3]`` or batched ``[B, L, 3]`` float64 (one 3-vector becomes ``[1, 3]``)."""
     t = torch.as_tensor(v, dtype=torch.float64)
     if t.dim() == 1:
         t = t.unsqueeze(0)
-    if t.dim() != 2 or t.shape[1] != 3 or (n is not None and t.shape[0] != n):
-        raise ValueError(f"Lights: {name} must be [L, 3] (or one 3-vector), got shape {list(t.shape)}")
+    if t.dim() not in (2, 3) or t.shape[-1] != 3 or (n is not None and t.shape[-2] != n):
+        want = f"[{n if n is not None else 'L'}, 3] or [B, {n if n is not None else 'L'}, 3]"
+        raise ValueError(f"Lights: {name} must be {want} (or one 3-vector), got shape {list(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"Lights: {name} contains NaN or infinite values")
     return t
+
+
+def _scalar(name: str, v) -> float | torch.Tensor:
+    if isinstance(v, (int, float)):
+        return float(v)
+    t = torch.as_tensor(v, dtype=torch.float64)
+    if t.dim() > 1 or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"Lights: {name} must be a number or a finite [B] tensor, got shape {list(t.shape)}")
+    return float(t) if t.dim() == 0 else t
+
+
+def sh_basis(n: torch.Tensor) -> torch.Tensor:
+    """The 9 real SH basis functions (order above) at unit normals ``n[..., 3]`` -> ``[..., 9]``."""
+    x, y, z = n.unbind(-1)
+    c0, c1, c2, c3, c4 = SH_CONSTANTS
+    return torch.stack(
+        [torch.full_like(x, c0), c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z, c3 * (3 * z * z - 1),
+         c2 * x * z, c4 * (x * x - y * y)], -1)
 
 
 @dataclass
 class Lights:
     """``ambient`` RGB, ``directions`` ``[L, 3]`` towards each light (world space), ``colors`` ``[L, 3]``,
-    ``model = "lambert"`` or ``"blinn_phong"`` (then ``specular`` strength and ``shininess`` apply)."""
+    ``model`` in :data:`MODELS` (``specular`` strength and ``shininess`` apply to ``"blinn_phong"`` and
+    ``"toon"``), ``sh`` optional ``[9, 3]`` irradiance coefficients, ``bands`` the toon levels. Any of the
+    tensors may be batched (module docstring); :attr:`batch_size` is then B (None when unbatched)."""
 
     ambient: tuple[float, float, float] | torch.Tensor = (0.35, 0.35, 0.35)
     directions: torch.Tensor | list = field(default_factory=lambda: [[0.3, 0.4, 1.0]])
     colors: torch.Tensor | list = field(default_factory=lambda: [[0.75, 0.75, 0.75]])
     model: str = "lambert"
-    specular: float = 0.15
-    shininess: float = 32.0
+    specular: float | torch.Tensor = 0.15
+    shininess: float | torch.Tensor = 32.0
+    sh: torch.Tensor | None = None
+    bands: int = 3
 
     def __post_init__(self):
-        self.ambient = _rows("ambient", self.ambient, 1)[0]
+        a = torch.as_tensor(self.ambient, dtype=torch.float64)
+        if a.dim() not in (1, 2) or a.shape[-1] != 3 or not bool(torch.isfinite(a).all()):
+            raise ValueError(f"Lights: ambient must be finite RGB [3] or [B, 3], got shape {list(a.shape)}")
+        self.ambient = a[0] if a.dim() == 2 and a.shape[0] == 1 else a  # [3] or [B, 3]
         d = _rows("directions", self.directions)
-        n = d.norm(dim=1, keepdim=True)
+        n = d.norm(dim=-1, keepdim=True)
         if bool((n == 0).any()):
             raise ValueError("Lights: directions must be non-zero")
         self.directions = d / n
-        self.colors = _rows("colors", self.colors, d.shape[0])
-        if self.model not in ("lambert", "blinn_phong"):
-            raise ValueError(f"Lights: model must be 'lambert' or 'blinn_phong', got {self.model!r}")
+        self.colors = _rows("colors", self.colors, d.shape[-2])
+        if self.model not in MODELS:
+            models = ", ".join(map(repr, MODELS))
+            raise ValueError(f"Lights: model must be one of {models}, got {self.model!r}")
+        self.specular = _scalar("specular", self.specular)
+        self.shininess = _scalar("shininess", self.shininess)
+        if self.sh is not None:
+            sh = torch.as_tensor(self.sh, dtype=torch.float64)
+            if sh.dim() not in (2, 3) or tuple(sh.shape[-2:]) != (9, 3) or not bool(torch.isfinite(sh).all()):
+                raise ValueError(f"Lights: sh must be finite [9, 3] or [B, 9, 3], got shape {list(sh.shape)}")
+            self.sh = sh
+        if isinstance(self.bands, bool) or not isinstance(self.bands, int) or self.bands < 1:
+            raise ValueError(f"Lights: bands must be a positive int, got {self.bands!r}")
+        sizes = {t.shape[0] for t, batched_dim in ((self.ambient, 2), (self.directions, 3), (self.colors, 3),
+                                                   (self.sh, 3), (self.specular, 1), (self.shininess, 1))
+                 if isinstance(t, torch.Tensor) and t.dim() == batched_dim}
+        if len(sizes) > 1:
+            raise ValueError(f"Lights: batched parameters disagree on the batch size: {sorted(sizes)}")
+        self.batch_size = sizes.pop() if sizes else None
+
+    def _per_row(self, t, batch: torch.Tensor | None, batched_dim: int, like: torch.Tensor):
+        """Parameter ``t`` as a tensor broadcastable against rows of ``like``: gathered by ``batch`` when
+        it is batched."""
+        t = torch.as_tensor(t).to(like)
+        if t.dim() == batched_dim:
+            if batch is None:
+                raise ValueError("Lights.shade: batched lights need batch (the image index of each row)")
+            return t.index_select(0, batch)
+        return t
 
     def shade(
-        self, albedo: torch.Tensor, normal: torch.Tensor, view_dir: torch.Tensor | None = None
+        self, albedo: torch.Tensor, normal: torch.Tensor, view_dir: torch.Tensor | None = None,
+        batch: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``albedo, normal[..., 3]`` (normal need not be unit), ``view_dir[..., 3]`` towards the camera
-        (needed for Blinn-Phong) -> RGB ``[..., 3]``."""
+        (needed for specular) -> RGB ``[..., 3]``. With batched lights the inputs are ``[N, 3]`` rows and
+        ``batch [N]`` (int64) says which image (light set) each row belongs to."""
         n = torch.nn.functional.normalize(normal, dim=-1)
-        L = self.directions.to(normal)
-        C = self.colors.to(normal)
+        if self.batch_size is None and self.model != "toon" and self.sh is None:
+            return self._shade_shared(albedo, n, view_dir)
+        if batch is not None:
+            batch = batch.to(device=normal.device, dtype=torch.int64)
+            if n.dim() != 2 or batch.shape != n.shape[:1]:
+                raise ValueError(f"Lights.shade: batch must be [N] for [N, 3] rows, got {list(batch.shape)} "
+                                 f"for normals {list(n.shape)}")
+        L = self._per_row(self.directions, batch, 3, n)  # [N, L, 3] or [L, 3]
+        C = self._per_row(self.colors, batch, 3, n)
+        # Elementwise products and sums over the 3 (or L) entries: each row's result does not depend on
+        # how many rows are shaded together (no BLAS blocking), so batches reproduce single renders.
+        ndl = (n.unsqueeze(-2) * L).sum(-1).clamp_min(0)  # [..., L]
+        diffuse = ndl
+        if self.model == "toon":
+            diffuse = torch.floor(ndl * self.bands + 0.5) / self.bands
+        irr = self._per_row(self.ambient, batch, 2, n) + (diffuse.unsqueeze(-1) * C).sum(-2)
+        if self.sh is not None:
+            sh = self._per_row(self.sh, batch, 3, n)  # [N, 9, 3] or [9, 3]
+            e = (sh_basis(n).unsqueeze(-1) * sh).sum(-2).clamp_min(0)
+            if self.model == "toon":
+                e = torch.floor(e * self.bands + 0.5) / self.bands
+            irr = irr + e
+        out = albedo * irr
+        spec_w = self._per_row(self.specular, batch, 1, n)
+        if self.model != "lambert" and (isinstance(spec_w, torch.Tensor) and bool((spec_w != 0).any())):
+            if view_dir is None:
+                raise ValueError(f"Lights.shade: the {self.model} model with specular needs view_dir")
+            v = torch.nn.functional.normalize(view_dir, dim=-1)
+            h = torch.nn.functional.normalize(v.unsqueeze(-2) + L, dim=-1)  # [..., L, 3]
+            ndh = (n.unsqueeze(-2) * h).sum(-1).clamp_min(0)
+            shin = self._per_row(self.shininess, batch, 1, n)
+            shin = shin.unsqueeze(-1) if shin.dim() == 1 else shin
+            if self.model == "toon":
+                spec = (ndh > 1 - 1 / shin.clamp_min(1)).to(ndh)
+            else:
+                spec = ndh.pow(shin)
+            spec = torch.where(ndl > 0, spec, torch.zeros_like(spec))
+            sw = spec_w.unsqueeze(-1) if spec_w.dim() == 1 else spec_w
+            out = out + sw * (spec.unsqueeze(-1) * C).sum(-2)
+        return out
+
+    def _shade_shared(self, albedo: torch.Tensor, n: torch.Tensor, view_dir: torch.Tensor | None):
+        """One light set for every row (the original Lambert / Blinn-Phong path)."""
+        L = self.directions.to(n)
+        C = self.colors.to(n)
         ndl = (n @ L.T).clamp_min(0)  # [..., L]
-        out = albedo * (self.ambient.to(normal) + ndl @ C)
+        out = albedo * (self.ambient.to(n) + ndl @ C)
         if self.model == "blinn_phong" and self.specular > 0:
             if view_dir is None:
                 raise ValueError("Lights.shade: Blinn-Phong needs view_dir")

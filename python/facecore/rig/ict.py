@@ -86,6 +86,21 @@ def _expression_names(d: Path) -> list[str]:
     )
 
 
+def _landmarks(d: Path, V: int) -> list[int]:
+    """ICT's 68 iBUG-layout landmark vertices (``idx_to_landmark_verts`` of vertex_indices.json), or []."""
+    js = d / "vertex_indices.json"
+    if not js.is_file():
+        return []
+    try:
+        idx = json.loads(js.read_text()).get("idx_to_landmark_verts", [])
+    except ValueError as e:
+        raise ValueError(f"load_ict: {js}: not valid JSON ({e})") from e
+    if not (isinstance(idx, list) and len(idx) == 68
+            and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < V for i in idx)):
+        raise ValueError(f"load_ict: {js}: idx_to_landmark_verts must be 68 vertex indices in [0, {V})")
+    return idx
+
+
 def load_ict(
     path: str | Path,
     identity: Sequence[float] | torch.Tensor | Mapping[str, float] | None = None,
@@ -100,6 +115,7 @@ def load_ict(
     """
     d = _model_dir(path)
     base = read_obj(d / "generic_neutral_mesh.obj")
+    landmarks = _landmarks(d, base.vertices.shape[0])
     V = base.vertices.shape[0]
     neutral = base.vertices
 
@@ -170,6 +186,8 @@ def load_ict(
         identity_names=names or (),
         identity_pivots=pivots,
         metadata={
+            "name": "ict-facekit",
+            **({"landmarks68": landmarks} if landmarks else {}),
             "source": "ICT-FaceKit FaceXModel",
             "license": "MIT (USC Institute for Creative Technologies)",
             "units": "cm",
