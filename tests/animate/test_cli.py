@@ -258,7 +258,7 @@ def test_missing_optional_dependency_names_the_extra(script, tmp_path, monkeypat
 def test_sigterm_mid_render_leaves_no_partial_files(tmp_path):
     # SIGTERM used to end the process on the spot, leaving .partial-* files behind.
     csv = tmp_path / "long.csv"
-    write_csv(csv, Track.from_params(np.zeros((12000, 61), np.float32), fps=60))  # long enough to be mid-render
+    write_csv(csv, Track.from_params(np.zeros((12000, 61), np.float32), fps=60))  # still rendering
     out_dir = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "facecore.cli", "render", str(csv), "-o",
                              str(out_dir / "long.mp4"), "--resolution", "16", "--no-progress"],

@@ -9,7 +9,8 @@ variation), and the deformation of a batch whose samples each carry their own id
   along :data:`SKIN_TONES` (light to deep, sRGB-measured and stored linear) times a smooth
   multiplicative field (a few fixed random cosine waves over the rest positions, per-sample RGB
   amplitudes of about ``variation`` s.d., mostly shared by R, G and B: blotches, redness), relative
-  to the rig's own skin colour so that lips, brows and lid margins keep their contrast. Eyes, teeth, tongue and mouth keep the rig colours.
+  to the rig's own skin colour so that lips, brows and lid margins keep their contrast. Eyes, teeth,
+  tongue and mouth keep the rig colours.
 * :func:`deform_batch`: :func:`facecore.ops.deform` semantics (blendshapes, eyeballs about the eye
   centres, then the head about the neck pivot, :mod:`facecore.pose`) with per-sample identity offsets
   and pivots. All per-sample arithmetic is elementwise, so a sample's vertices do not depend on the

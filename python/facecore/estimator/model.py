@@ -1,0 +1,278 @@
+"""The estimator network: a face crop -> a diagonal Gaussian over the 61 ARKit channels.
+
+Architecture (sized for real time on a laptop CPU: ~1.9 M parameters, ~7 MB float32 at the default
+config): a conv stem of four stride-2 stages (``image_size / 16`` per side at the end, 6 x 6 for the
+default 96 x 96 input), each a strided 3 x 3 conv and one residual 3 x 3 conv (GroupNorm + GELU), then
+``depth`` pre-norm :class:`facecore.nn.TransformerBlock` s over the patch grid with a learned 2-D
+relative-position bias (facecore's fused attention), mean pooling and a linear head.
+
+The head gives ``(mean, log_std)``: ``mean`` squashed into each channel's valid range
+(:data:`facecore.arkit.RANGES`: a sigmoid for the 52 blendshapes in [0, 1], ``2 sigmoid - 1`` for the
+9 pose channels in [-1, 1]), ``log_std`` softly bounded to ``[min_log_std, max_log_std]`` so the
+Gaussian NLL can neither collapse nor blow up. The Gaussian is what the preference stage reads as a
+policy (:func:`facecore.losses.gaussian_logprob`).
+
+The file format (:meth:`Estimator.save`): one safetensors file, the state dict as float32 tensors and
+the string metadata ``{"facecore_estimator": JSON}`` with ``format``, ``version`` and ``config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import arkit
+from ..nn import TransformerBlock
+
+FORMAT = "facecore.estimator"
+FORMAT_VERSION = 1
+_META_KEY = "facecore_estimator"
+INIT_LOG_STD = -1.5
+
+
+@dataclasses.dataclass
+class EstimatorConfig:
+    """The network's shape and its input convention (all of it is stored in the checkpoint).
+
+    ``image_size``: side of the square input crop (a multiple of 16). ``channels``: the four conv
+    stages' widths. ``dim``/``depth``/``heads``/``mlp_ratio``: the Transformer over the
+    ``image_size / 16`` squared patch grid. ``crop_scale``: the crop's side over the face box's
+    larger side (predict and training crop the same way). ``pixel_mean``/``pixel_std``: input
+    normalisation of sRGB values in [0, 1].
+    """
+
+    image_size: int = 96
+    channels: tuple[int, int, int, int] = (32, 64, 96, 160)
+    dim: int = 160
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    groups: int = 8
+    min_log_std: float = -7.0
+    max_log_std: float = 1.0
+    crop_scale: float = 1.25
+    pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    pixel_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        self.pixel_mean = tuple(float(c) for c in self.pixel_mean)
+        self.pixel_std = tuple(float(c) for c in self.pixel_std)
+        if not isinstance(self.image_size, int) or self.image_size < 16 or self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16 (>= 16), got {self.image_size!r}")
+        if len(self.channels) != 4 or min(self.channels) < 1:
+            raise ValueError(f"channels must be four positive widths, got {self.channels!r}")
+        if any(c % self.groups for c in self.channels):
+            raise ValueError(f"every entry of channels {self.channels} must be divisible by "
+                             f"groups={self.groups}")
+        if self.dim < 1 or self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} must be a positive multiple of heads={self.heads}")
+        if self.depth < 0:
+            raise ValueError(f"depth must be >= 0, got {self.depth}")
+        if not self.min_log_std < self.max_log_std:
+            raise ValueError(f"min_log_std ({self.min_log_std}) must be below max_log_std "
+                             f"({self.max_log_std})")
+        if not self.crop_scale > 0:
+            raise ValueError(f"crop_scale must be > 0, got {self.crop_scale}")
+        if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
+            raise ValueError("pixel_mean and pixel_std must be 3 values each, pixel_std positive")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EstimatorConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"EstimatorConfig: unknown keys {unknown}; expected some of {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+class _Stage(nn.Module):
+    """Strided 3 x 3 conv (halves the side) + one residual 3 x 3 conv."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.down = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False)
+        self.norm1 = nn.GroupNorm(groups, c_out)
+        self.conv = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.norm1(self.down(x)))
+        return x + F.gelu(self.norm2(self.conv(x)))
+
+
+class Estimator(nn.Module):
+    """Image -> Gaussian over the 61 ARKit channels (see the module docstring).
+
+    ``forward(images [B, 3, S, S] normalised float) -> (mean [B, 61], log_std [B, 61])`` with
+    ``S = config.image_size``. :meth:`predict` takes uint8 images of any size and does the cropping
+    and normalisation itself.
+    """
+
+    def __init__(self, config: EstimatorConfig | dict[str, Any] | None = None, **overrides: Any):
+        super().__init__()
+        if config is None:
+            config = EstimatorConfig(**overrides)
+        elif isinstance(config, dict):
+            config = EstimatorConfig.from_dict({**config, **overrides})
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        c = config
+        widths = (3, *c.channels)
+        self.stem = nn.Sequential(*[_Stage(widths[i], widths[i + 1], c.groups if i else 1) for i in range(4)])
+        self.grid = (c.image_size // 16, c.image_size // 16)
+        self.proj = nn.Conv2d(c.channels[-1], c.dim, 1)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(c.dim, c.heads, mlp_ratio=c.mlp_ratio, rel_pos="2d", grid=self.grid)
+            for _ in range(c.depth))
+        for block in self.blocks:  # no prefix (class) tokens: their bias constants never get a gradient,
+            block.attn.rel_bias.prefix.requires_grad_(False)  # which DDP would take for an unused parameter
+        self.norm = nn.LayerNorm(c.dim, eps=1e-6)
+        self.head = nn.Linear(c.dim, 2 * arkit.NUM_CHANNELS)
+        with torch.no_grad():  # start near the middle of each range with a broad, equal uncertainty
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+        # The head starts at log_std = INIT_LOG_STD (sigma ~ 0.2, the spread of typical labels): a
+        # tiny start would make the first NLL steps huge.
+        frac = (INIT_LOG_STD - c.min_log_std) / (c.max_log_std - c.min_log_std)
+        self._std_offset = float(np.log(frac / (1 - frac))) if 0 < frac < 1 else 0.0
+        self.register_buffer("low", torch.as_tensor(arkit.LOW.copy()), persistent=False)
+        self.register_buffer("high", torch.as_tensor(arkit.HIGH.copy()), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(c.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(c.pixel_std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        S = self.config.image_size
+        if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+            raise TypeError("Estimator.forward: images must be a float tensor [B, 3, H, W] (normalised); "
+                            "use predict() for uint8 images")
+        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (S, S):
+            raise ValueError(f"Estimator.forward: images must have shape [B, 3, {S}, {S}], "
+                             f"got {list(images.shape)}")
+        x = self.proj(self.stem(images))  # [B, dim, gh, gw]
+        x = x.flatten(2).transpose(1, 2)  # [B, gh * gw, dim], row-major like the relative bias
+        for block in self.blocks:
+            x = block(x)
+        out = self.head(self.norm(x.mean(1))).float()
+        raw_mean, raw_std = out.chunk(2, dim=-1)
+        mean = self.low + (self.high - self.low) * torch.sigmoid(raw_mean)
+        c = self.config
+        log_std = c.min_log_std + (c.max_log_std - c.min_log_std) * torch.sigmoid(raw_std + self._std_offset)
+        return mean, log_std
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float in [0, 1]) ``[B, S, S, 3]`` crops -> the network's input ``[B, 3, S, S]``."""
+        x = images.permute(0, 3, 1, 2).to(self.pixel_mean.device, torch.float32)
+        if not images.is_floating_point():
+            x = x / 255.0
+        return (x - self.pixel_mean) / self.pixel_std
+
+    @torch.no_grad()
+    def predict(self, images: Any, boxes: Any = None, *, assume_cropped: bool = False, batch_size: int = 64,
+                detector: Any = None, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """uint8 images -> ``np.ndarray [B, 61]`` float32 (the Gaussian's mean, in valid ranges).
+
+        ``images``: ``[B, H, W, 3]`` uint8 (numpy or torch), one ``[H, W, 3]`` image, or a list of
+        images of different sizes. The face is cropped from ``boxes`` (``[B, 4]`` pixel boxes
+        ``x0, y0, x1, y1``), from the whole image with ``assume_cropped=True``, and otherwise found by
+        ``detector`` (default :class:`facecore.estimator.predict.FaceDetector`, the LBP cascade of
+        scikit-image; raises :class:`~facecore.estimator.predict.NoFaceError` naming the image when
+        none is found). ``return_std=True`` also returns ``exp(log_std)``. Runs in eval mode, in
+        batches of ``batch_size``, without gradients; the module's training mode is restored.
+        """
+        from .predict import crop_faces, face_boxes, to_image_list
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        imgs = to_image_list(images)
+        if boxes is None and not assume_cropped:
+            boxes = face_boxes(imgs, detector)
+        was_training = self.training
+        self.eval()
+        means, stds = [], []
+        try:
+            for i in range(0, len(imgs), batch_size):
+                part = imgs[i:i + batch_size]
+                box = None if boxes is None else boxes[i:i + batch_size]
+                crops = crop_faces(part, box, self.config.image_size, self.config.crop_scale)
+                mean, log_std = self(self.normalize(crops))
+                means.append(mean.cpu())
+                stds.append(log_std.exp().cpu())
+        finally:
+            self.train(was_training)
+        mean = torch.cat(means).numpy() if means else np.zeros((0, arkit.NUM_CHANNELS), np.float32)
+        if return_std:
+            std = torch.cat(stds).numpy() if stds else np.zeros((0, arkit.NUM_CHANNELS), np.float32)
+            return mean, std
+        return mean
+
+    # -- file format --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the weights and config to one safetensors file, atomically (a temporary file beside
+        ``path`` renamed into place, so a reader never sees half a checkpoint)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
+        header = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict()}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={_META_KEY: json.dumps(header)})
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> Estimator:
+        """Read a file written by :meth:`save` (FileNotFoundError when absent; FormatError naming the
+        file when it is not an estimator checkpoint). Returns the model in eval mode."""
+        from safetensors import safe_open
+
+        from ..io.errors import FormatError, excerpt
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"estimator checkpoint not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types
+            raise FormatError(f"not a safetensors file ({excerpt(str(e), 120)})", path=path) from None
+        if _META_KEY not in meta:
+            raise FormatError(f"has no {_META_KEY!r} header (not a facecore estimator; a training checkpoint "
+                              "is read with facecore.estimator.training, not Estimator.load)", path=path)
+        try:
+            header = json.loads(meta[_META_KEY])
+            if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+                raise ValueError(f"format {header.get('format')!r} version {header.get('version')!r}, "
+                                 f"expected {FORMAT!r} version {FORMAT_VERSION}")
+            model = cls(EstimatorConfig.from_dict(header["config"]))
+            model.load_state_dict(tensors, strict=True)
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise FormatError(f"not a valid estimator checkpoint: {excerpt(msg, 200)}", path=path) from None
+        return model.to(device).eval()
