@@ -46,7 +46,6 @@ What each peer does per call ("render fwd+bwd" groups), for each of B poses:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import multiprocessing
 import os
@@ -60,6 +59,7 @@ from tests.meshes import uv_sphere
 
 import facecore.ops as ops
 import facecore.reference as ref
+from benchmarks.threads import torch_threads
 from facecore.render import Camera, Renderer
 
 from .conftest import BENCH_THREADS, load_rig
@@ -71,16 +71,6 @@ RIG_CASES = [(rig, res, B) for rig in ("ict", "default") for res in (64, 256, 51
 def rounds_for(B: int) -> int:
     """Timed rounds per benchmark, the same for every implementation of a group."""
     return 10 if B == 1 else 5
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @functools.cache

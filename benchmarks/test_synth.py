@@ -43,6 +43,7 @@ import pytest
 import torch
 
 import facecore.ops as ops
+from benchmarks.threads import torch_threads
 from facecore.render import Camera, Renderer
 
 CPU_THREADS = 2
@@ -51,16 +52,6 @@ RESOLUTIONS = (128, 256)
 B_CPU = 64
 B_GPU = 1024
 ROUNDS = 5
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @functools.cache

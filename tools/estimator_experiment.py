@@ -1,0 +1,105 @@
+"""The estimator evaluation table (issue 13): pseudo labels vs the truth, each with and without refinement.
+
+    python tools/estimator_experiment.py --pseudo RUN_P/estimator.safetensors \\
+        --truth RUN_T/estimator.safetensors -n 256 --refine-n 32 -o docs/estimator_results.md
+
+RUN_P / RUN_T come from ``facecore estimator train --labels pseudo|truth ...`` (the commands are written
+into the output next to the table). Test sets are rendered on the fly with data seed 1000 (training
+uses data seed 0, so no test image was seen in training) on these splits: ``ict/clean``, ``ict/wild``,
+``ict/toon`` (domain shift) and ``stylized/wild`` (the other rig: the networks are trained on ``ict``).
+Rows per split:
+
+* ``pseudo-labeler`` -- the simulated capture labels of the test images themselves (what training on
+  pseudo labels learns to imitate; facecore.estimator.PseudoLabeler, profile ``livelink``);
+* ``estimator (pseudo labels)`` -- the SuperFace baseline; ``estimator (truth)`` -- the upper bound;
+* ``... + refine`` -- analysis-by-synthesis refinement (50 iterations) of the first ``--refine-n``
+  images of the split, started from the network's mean with its Gaussian as the prior. Refinement is
+  given each synthetic sample's true camera, lights and identity (it refines expression and pose,
+  not the scene), so it is an upper bound on what refinement from an estimated scene would give; the
+  network rows are evaluated on the same subset in ``... (refine subset)`` rows for a like-for-like pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SPLITS = [("ict", "clean"), ("ict", "wild"), ("ict", "toon"), ("stylized", "wild")]
+TEST_SEED = 1000
+COLUMNS = ["mae_blendshapes", "mae_pose", "mae_brows", "mae_eyes", "mae_mouth", "mae_jaw", "mae_tongue",
+           "auc_TongueOut", "auc_CheekPuff", "calibration_slope", "vertex_error_mm", "landmark_error_iod"]
+
+
+def render_split(rig: str, domain: str, n: int, resolution: int) -> dict:
+    from facecore.synth import load_preset, render_batch, sample_params
+
+    p = sample_params(n, TEST_SEED)
+    return render_batch(p, rig, load_preset(domain), resolution=resolution, seed=TEST_SEED)
+
+
+def subset(batch: dict, k: int) -> dict:
+    out = {}
+    for key, v in batch.items():
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == batch["params"].shape[0]:
+            out[key] = v[:k]
+        elif isinstance(v, dict):
+            out[key] = subset({**v, "params": batch["params"]}, k)
+            out[key].pop("params")
+        else:
+            out[key] = v
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pseudo", type=Path, required=True)
+    ap.add_argument("--truth", type=Path, required=True)
+    ap.add_argument("-n", type=int, default=256)
+    ap.add_argument("--refine-n", type=int, default=32)
+    ap.add_argument("--resolution", type=int, default=112)
+    ap.add_argument("-o", "--out", type=Path, required=True)
+    a = ap.parse_args()
+
+    from facecore.estimator import Estimator, PseudoLabeler, evaluate, refine
+    from facecore.estimator.predict import boxes_from_landmarks
+
+    torch.manual_seed(0)
+    models = {"pseudo labels": Estimator.load(a.pseudo), "truth": Estimator.load(a.truth)}
+    labeler = PseudoLabeler("livelink", seed=0)
+    sections, raw = [], {}
+    for rig, domain in SPLITS:
+        t0 = time.perf_counter()
+        data = render_split(rig, domain, a.n, a.resolution)
+        boxes = boxes_from_landmarks(data["landmarks2d"], data["landmarks_visible"], data["mask"])
+        images = data["image"].numpy()
+        rows = {"pseudo-labeler (simulated capture labels)": evaluate(labeler(data["params"]), data)}
+        sub = subset(data, a.refine_n)
+        for name, model in models.items():
+            mean, std = model.predict(images, boxes.numpy(), return_std=True)
+            rows[f"estimator ({name})"] = evaluate(mean, data)
+            k = a.refine_n
+            rows[f"estimator ({name}), refine subset n={k}"] = evaluate(mean[:k], sub)
+            init = torch.as_tensor(mean[:k])
+            prior = (init, torch.as_tensor(np.log(std[:k])))
+            res = refine(sub["image"], init, rig, camera=sub["camera"], lights=sub["lights"],
+                         identity=sub["identity"], landmarks=None, prior=prior, iters=50)
+            rows[f"estimator ({name}) + refine, n={k}"] = evaluate(res.params.detach(), sub)
+        raw[f"{rig}/{domain}"] = {k: {m: v for m, v in r.items() if not isinstance(v, dict)} for k, r in rows.items()}
+        lines = [f"### {rig} rig, {domain} domain (n = {a.n}; {time.perf_counter() - t0:.0f} s)", "",
+                 "| row | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for name, r in rows.items():
+            cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) and np.isfinite(r[c]) else "–" for c in COLUMNS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        sections.append("\n".join(lines))
+        print(sections[-1], flush=True)
+    a.out.write_text("\n\n".join(sections) + "\n")
+    a.out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
