@@ -32,7 +32,7 @@ import torch
 SPLITS = [("ict", "clean"), ("ict", "wild"), ("ict", "toon"), ("stylized", "wild")]
 TEST_SEED = 1000
 COLUMNS = ["mae_blendshapes", "mae_pose", "mae_brows", "mae_eyes", "mae_mouth", "mae_jaw", "mae_tongue",
-           "auc_TongueOut", "auc_CheekPuff", "calibration_slope", "vertex_error_mm", "landmark_error_iod"]
+           "auc_TongueOut", "auc_CheekPuff", "calibration_slope", "vertex_error_mm", "landmark_nme"]
 
 
 def render_split(rig: str, domain: str, n: int, resolution: int) -> dict:
@@ -89,11 +89,13 @@ def main() -> None:
             res = refine(sub["image"], init, rig, camera=sub["camera"], lights=sub["lights"],
                          identity=sub["identity"], landmarks=None, prior=prior, iters=50)
             rows[f"estimator ({name}) + refine, n={k}"] = evaluate(res.params.detach(), sub)
-        raw[f"{rig}/{domain}"] = {k: {m: v for m, v in r.items() if not isinstance(v, dict)} for k, r in rows.items()}
+        raw[f"{rig}/{domain}"] = {k: {m: v for m, v in r.items() if not isinstance(v, dict)}
+                                  for k, r in rows.items()}
         lines = [f"### {rig} rig, {domain} domain (n = {a.n}; {time.perf_counter() - t0:.0f} s)", "",
                  "| row | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
         for name, r in rows.items():
-            cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) and np.isfinite(r[c]) else "–" for c in COLUMNS]
+            cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) and np.isfinite(r[c]) else "–"
+                     for c in COLUMNS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
         print(sections[-1], flush=True)
