@@ -201,3 +201,15 @@ def test_bad_input():
         render_batch(torch.zeros(1, 61), "stylized", "clean", 16, seed=-1)
     with pytest.raises(ValueError, match="scene"):
         render_batch(torch.zeros(1, 61), "stylized", 3.5, 16)
+
+
+def test_lights_record_keeps_the_batch_dim_for_one_sample():
+    from facecore.synth import load_preset, render_batch, sample_params
+
+    for B in (1, 2):
+        out = render_batch(sample_params(B, 0), "stylized", load_preset("wild"), resolution=32, seed=0)
+        lights = out["lights"]
+        assert lights["ambient"].shape == (B, 3)
+        assert lights["directions"].shape[0] == B and lights["directions"].shape[-1] == 3
+        assert lights["colors"].shape == lights["directions"].shape
+        assert lights["specular"].shape == (B,) and lights["shininess"].shape == (B,)

@@ -107,6 +107,11 @@ def _stacked(tri: torch.Tensor, B: int, V: int) -> torch.Tensor:
     return (tri.unsqueeze(0) + off).reshape(-1, 3)
 
 
+def _per_sample(x, B: int, dev) -> torch.Tensor:
+    """A scalar or ``[B]`` light parameter as ``[B]`` float32."""
+    return torch.as_tensor(x).to(dev, torch.float32).reshape(-1).expand(B).clone()
+
+
 def render_batch(
     params, rig, scene, resolution=128, seed: int = 0, *, index0: int = 0, identity=None, maps: bool = False
 ) -> dict:
@@ -206,12 +211,13 @@ def render_batch(
         "camera": cam,
         "lights": {
             "model": lights.model,
-            "ambient": lights.ambient.to(dev, torch.float32),
-            "directions": lights.directions.to(dev, torch.float32),
-            "colors": lights.colors.to(dev, torch.float32),
-            "sh": None if lights.sh is None else lights.sh.to(dev, torch.float32),
-            "specular": torch.as_tensor(lights.specular).to(dev, torch.float32),
-            "shininess": torch.as_tensor(lights.shininess).to(dev, torch.float32),
+            # Lights may drop a batch dim of 1; the record always has one (B = 1 included).
+            "ambient": lights.ambient.to(dev, torch.float32).reshape(B, 3),
+            "directions": lights.directions.to(dev, torch.float32).reshape(B, -1, 3),
+            "colors": lights.colors.to(dev, torch.float32).reshape(B, -1, 3),
+            "sh": None if lights.sh is None else lights.sh.to(dev, torch.float32).reshape(B, -1, 3),
+            "specular": _per_sample(lights.specular, B, dev),
+            "shininess": _per_sample(lights.shininess, B, dev),
         },
         "background": bg_kinds,
         "sensor": sensor_info,
