@@ -80,7 +80,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         raise ValueError(f"quality must be an x264 CRF, an integer in 0..51, got {quality!r}")
     ff = _ffmpeg()
     path = Path(path)
-    writer = None
+    writer = proc = None
     n = 0
     size = None
     try:
@@ -94,6 +94,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                     pix_fmt_out="yuv420p", output_params=_output_params(int(quality), w, h),
                     macro_block_size=1, quality=None, ffmpeg_log_level="error")
                 writer.send(None)  # start ffmpeg
+                proc = _ffmpeg_process(writer)
             if f.shape[0] % 2 or f.shape[1] % 2:
                 f = np.pad(f, ((0, f.shape[0] % 2), (0, f.shape[1] % 2), (0, 0)), mode="edge")
             writer.send(np.ascontiguousarray(f))
@@ -107,9 +108,21 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                 writer.close()
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
+        if proc is not None and proc.poll() is None:
+            # imageio-ffmpeg only signals ffmpeg on SystemExit/KeyboardInterrupt; wait until it is gone,
+            # or its faststart pass could write the file again after it is removed below.
+            proc.kill()
+            proc.wait(timeout=30)
         path.unlink(missing_ok=True)
         raise
     return n
+
+
+def _ffmpeg_process(writer):
+    """The ffmpeg ``Popen`` inside an imageio-ffmpeg ``write_frames`` generator (None if not found)."""
+    frame = getattr(writer, "gi_frame", None)
+    proc = frame.f_locals.get("p") if frame is not None else None
+    return proc if hasattr(proc, "poll") and hasattr(proc, "kill") else None
 
 
 def read_video(path: str | os.PathLike) -> tuple[Iterator[np.ndarray], dict]:
