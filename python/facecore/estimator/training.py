@@ -722,6 +722,13 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Pa
             save_checkpoint(step + 1)
         progress("train", step + 1, cfg.steps)
 
+    if world > 1:
+        # BatchNorm's running statistics move per rank between DDP's buffer broadcasts: every rank
+        # returns rank 0's average (the one rank 0 writes).
+        import torch.distributed as dist
+
+        for v in ema.shadow.values():
+            dist.broadcast(v, 0)
     final = Estimator(model.config)
     final.load_state_dict({k: v.detach().cpu() for k, v in ema.shadow.items()})
     files = {"checkpoint": out / CHECKPOINT, "metrics": metrics_path, "config": out / "config.json"}
