@@ -1,7 +1,7 @@
 """The estimator evaluation table (issue 13): pseudo labels vs the truth, each with and without refinement.
 
     python tools/estimator_experiment.py --pseudo RUN_P/estimator.safetensors \\
-        --truth RUN_T/estimator.safetensors -n 256 --refine-n 32 -o docs/estimator_results.md
+        --truth RUN_T/estimator.safetensors -n 128 --refine-n 16 -o runs/estimator_results.md
 
 RUN_P / RUN_T come from ``facecore estimator train --labels pseudo|truth ...`` (the commands are written
 into the output next to the table). Test sets are rendered on the fly with data seed 1000 (training
