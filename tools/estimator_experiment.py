@@ -3,8 +3,8 @@
     python tools/estimator_experiment.py --pseudo RUN_P/estimator.safetensors \\
         --truth RUN_T/estimator.safetensors -n 128 --refine-n 16 -o runs/estimator_results.md
 
-RUN_P / RUN_T come from ``facecore estimator train --labels pseudo|truth ...`` (the commands are written
-into the output next to the table). Test sets are rendered on the fly with data seed 1000 (training
+RUN_P / RUN_T come from ``facecore estimator train --labels pseudo|truth ...`` (the exact commands are in
+docs/estimator.md). Test sets are rendered on the fly with data seed 1000 (training
 uses data seed 0, so no test image was seen in training) on these splits: ``ict/clean``, ``ict/wild``,
 ``ict/toon`` (domain shift) and ``stylized/wild`` (the other rig: the networks are trained on ``ict``).
 Rows per split:
