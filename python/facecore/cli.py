@@ -276,9 +276,9 @@ def animate(
     KeyframeFace responses (e.g. example_result.jsonl) already hold the keyframes: they are
     animated as they are (no generator runs), one second apart."""
     from .animate.demo import check_writable, export_animation
-    from .animate.frames import load_rig
     from .animate.pipeline import animate_full, make_generator
     from .animate.script import load_keyframes
+    from .rig import load_rig
 
     with _user_errors():
         if generator not in ("semantic", "llm"):
@@ -409,7 +409,7 @@ def rig_sheet(
             raise ValueError(f"--size must be in 16..1024 pixels per tile, got {size}")
         _output_file(out, ".png")
         _need("imageio")
-        from .animate.frames import load_rig
+        from .rig import load_rig
 
         the_rig = load_rig(rig)
         t = time.perf_counter()

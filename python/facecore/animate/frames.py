@@ -17,38 +17,10 @@ import torch
 
 
 def load_rig(rig: Any = "default"):
-    """``"default"`` / None -> the default built-in rig (``facecore.rig.DEFAULT_RIG``, the ICT-derived
-    face); a built-in name (``"ict"``, ``"stylized"``) -> that rig; a path -> ``FaceRig.load`` or a
-    glTF/OBJ loader; a FaceRig passes through. Raises ValueError with a one-line reason when it does not
-    load."""
-    from ..rig import BUILTIN_RIGS, FaceRig
+    """:func:`facecore.rig.load_rig` (kept here for existing callers)."""
+    from ..rig import load_rig as load
 
-    if isinstance(rig, FaceRig):
-        return rig
-    if rig is None or rig == "default" or rig in BUILTIN_RIGS:
-        from ..rig import builtin_rig
-
-        return builtin_rig("default" if rig is None else rig)
-    from pathlib import Path
-
-    path = Path(rig)
-    if not path.exists():
-        raise FileNotFoundError(f"rig not found: {path}")
-    try:
-        if path.is_dir():
-            from .. import rig as rigmod
-
-            if (path / "generic_neutral_mesh.obj").exists() or (path / "FaceXModel").is_dir():
-                return rigmod.load_ict(path)
-            return rigmod.load_obj_folder(path)
-        if path.suffix.lower() in (".glb", ".gltf"):
-            from .. import rig as rigmod
-
-            return rigmod.load_gltf(path)
-        return FaceRig.load(path)
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError, AttributeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"rig {path} does not load: {msg}") from None
+    return load(rig)
 
 
 class FrameRenderer:

@@ -187,7 +187,7 @@ def write_track(path: str | os.PathLike, track: Track, fmt: str | None = None, *
     """Write ``track`` as any :data:`FORMATS` file; a track the format cannot hold (more than one
     frame for a SemanticFace answer, over 99 for KeyframeFace, NaN anywhere but in a CSV's lost
     frames) is a ``ValueError`` saying what to do. ``rig`` (GLB): anything
-    :func:`facecore.animate.frames.load_rig` takes (default the embedded rig); ``name``: the GLB
+    :func:`facecore.rig.load_rig` takes (default the embedded rig); ``name``: the GLB
     mesh name (default the file stem); ``analysis``: the SemanticFace analysis (default empty)."""
     fmt = format_of(path, fmt, what="output")
     if not isinstance(track, Track):
@@ -229,7 +229,7 @@ def write_track(path: str | os.PathLike, track: Track, fmt: str | None = None, *
         keys = [keyframe_key(keyframe_name(i + 1)) for i in range(n)]
         write_keyframeface(path, [{k: p} for k, p in zip(keys, track.params)])
     else:
-        from ..animate.frames import load_rig
+        from ..rig import load_rig
         from .gltf import write_glb
 
         if np.any(track.params[:, _EYES] != 0):

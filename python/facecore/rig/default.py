@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -97,3 +98,33 @@ def default_rig(
     Each call returns a fresh rig object (the file is read once per process).
     """
     return builtin_rig("stylized", identity, device=device, dtype=dtype)
+
+
+def load_rig(rig: Any = "default") -> FaceRig:
+    """``"default"`` / None -> the default built-in rig (``facecore.rig.DEFAULT_RIG``, the ICT-derived
+    face); a built-in name (``"ict"``, ``"stylized"``) -> that rig; a path -> ``FaceRig.load`` or a
+    glTF/OBJ loader; a FaceRig passes through. Raises ValueError with a one-line reason when it does not
+    load."""
+    if isinstance(rig, FaceRig):
+        return rig
+    if rig is None or rig == "default" or rig in BUILTIN_RIGS:
+        return builtin_rig("default" if rig is None else rig)
+    path = Path(rig)
+    if not path.exists():
+        raise FileNotFoundError(f"rig not found: {path}")
+    try:
+        if path.is_dir():
+            from .ict import load_ict
+            from .obj_folder import load_obj_folder
+
+            if (path / "generic_neutral_mesh.obj").exists() or (path / "FaceXModel").is_dir():
+                return load_ict(path)
+            return load_obj_folder(path)
+        if path.suffix.lower() in (".glb", ".gltf"):
+            from .gltf import load_gltf
+
+            return load_gltf(path)
+        return FaceRig.load(path)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, AttributeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"rig {path} does not load: {msg}") from None

@@ -191,7 +191,7 @@ def _load_rig(source: str):
     if not path.exists():
         raise FileNotFoundError(f"rig {source!r} is neither a built-in rig ({', '.join(BUILTIN_RIGS)}, "
                                 f"default) nor an existing file or folder")
-    from ..animate.frames import load_rig  # the CLI's loader: FaceRig files, glTF, OBJ and ICT folders
+    from ..rig import load_rig  # FaceRig files, glTF, OBJ and ICT folders
 
     return load_rig(path), path.stem or path.name
 

@@ -29,25 +29,21 @@ _RIGS: dict[str, object] = {}
 
 
 def resolve_rig(rig):
-    """A FaceRig, a built-in rig name (:func:`facecore.rig.builtin_rig`; loaded once per process) or a
-    path to a saved rig (``.safetensors``)."""
-    from ..rig import BUILTIN_RIGS, FaceRig, builtin_rig
+    """A FaceRig, or anything :func:`facecore.rig.load_rig` takes (a built-in rig name, a rig file, a
+    glTF, an OBJ or ICT-FaceKit folder), loaded once per process."""
+    from ..rig import BUILTIN_RIGS, FaceRig, load_rig
 
     if isinstance(rig, FaceRig):
         return rig
     if isinstance(rig, (str, Path)):
         key = str(rig)
         if key not in _RIGS:
-            if key in BUILTIN_RIGS or key == "default":
-                r = builtin_rig(key)
-                r.metadata.setdefault("name", key if key != "default" else r.metadata.get("name", key))
-            elif key.endswith(".safetensors"):
-                r = FaceRig.load(key)
-            else:
-                raise ValueError(
-                    f"rig must be a FaceRig, a built-in rig name ({', '.join(BUILTIN_RIGS)}) or a "
-                    f".safetensors path, got {key!r}"
-                )
+            try:
+                r = load_rig(key)
+            except FileNotFoundError:
+                raise ValueError(f"rig must be a FaceRig, a built-in rig name ({', '.join(BUILTIN_RIGS)}) "
+                                 f"or an existing rig file or folder, got {key!r}") from None
+            r.metadata.setdefault("name", key)
             _RIGS[key] = r
         return _RIGS[key]
     raise ValueError(f"rig must be a FaceRig or a built-in rig name, got {type(rig).__name__}")
