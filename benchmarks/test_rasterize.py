@@ -47,9 +47,6 @@ What each peer does per call ("render fwd+bwd" groups), for each of B poses:
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import os
-import time
 import warnings
 
 import numpy as np
@@ -59,6 +56,7 @@ from tests.meshes import uv_sphere
 
 import facecore.ops as ops
 import facecore.reference as ref
+from benchmarks.gl_process import GLProcess
 from benchmarks.threads import torch_threads
 from facecore.render import Camera, Renderer
 
@@ -215,59 +213,25 @@ def _gl_batch(ctx, clip: np.ndarray, tri: np.ndarray, res: int):
     return run, release
 
 
-def _gl_worker(conn, threads: int) -> None:
-    """The OpenGL side, in a spawned process: LP_NUM_THREADS takes effect only before Mesa loads."""
-    os.environ["LP_NUM_THREADS"] = str(threads)
-    import moderngl
-
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as e:  # noqa: BLE001
-        conn.send(("skip", f"no headless OpenGL (EGL) context: {e}"))
-        return
-    conn.send(("ok", f"{ctx.info['GL_RENDERER']}, {ctx.info['GL_VERSION']}, LP_NUM_THREADS={threads}"))
-    run = release = None
-    while True:
-        cmd, *args = conn.recv()
-        if cmd == "setup":
-            if release is not None:
-                release()
-            run, release = _gl_batch(ctx, *args)
-            conn.send(run().copy())
-        elif cmd == "run":
-            t0 = time.perf_counter()
-            run()
-            conn.send(time.perf_counter() - t0)
-        else:
-            ctx.release()
-            return
-
-
 class GLWorker:
     """One spawned OpenGL process per thread count, kept for the session."""
 
     def __init__(self, threads: int):
-        mp = multiprocessing.get_context("spawn")
-        self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=_gl_worker, args=(child, threads), daemon=True)
-        self.proc.start()
-        status, self.info = self.conn.recv()
-        self.ok = status == "ok"
+        self.gl = GLProcess(threads, _gl_batch)
+        self.ok, self.info = self.gl.ok, self.gl.info
         self.clock = 0.0
 
     def setup(self, clip: torch.Tensor, tri: torch.Tensor, res: int) -> np.ndarray:
         """Upload the scene; returns the first frame's read-back [B * res, res, 4] (bottom row first)."""
-        self.conn.send(("setup", clip.float().numpy(), tri.numpy(), res))
-        return self.conn.recv()
+        self.gl.setup(clip.float().numpy(), tri.numpy(), res)
+        return self.gl.run(image=True)[1]
 
     def run(self) -> None:
         """One batch; advances :attr:`clock` by the seconds the worker measured around it."""
-        self.conn.send(("run",))
-        self.clock += self.conn.recv()
+        self.clock += self.gl.run()[0]
 
     def close(self) -> None:
-        self.conn.send(("close",))
-        self.proc.join(timeout=10)
+        self.gl.close()
 
 
 @pytest.fixture(scope="session")

@@ -30,12 +30,8 @@ crashed processes that import Triton later).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import multiprocessing
-import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +39,7 @@ import pytest
 import torch
 
 import facecore.ops as ops
+from benchmarks.gl_process import GLProcess
 from benchmarks.threads import torch_threads
 from facecore.render import Camera, Renderer
 
@@ -150,44 +147,10 @@ def _gl_pipeline(ctx, rig_name: str, mvps: np.ndarray, lights: dict, res: int):
     return run, release
 
 
-def _gl_worker(conn, threads: int) -> None:
-    os.environ["LP_NUM_THREADS"] = str(threads)  # read when Mesa loads: set before moderngl is imported
-    with contextlib.suppress(ImportError):
-        import triton  # noqa: F401 - Triton's LLVM before Mesa's (see the module docstring)
-    torch.set_num_threads(threads)
-    import moderngl
-
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as e:  # noqa: BLE001
-        conn.send(("skip", f"no headless OpenGL (EGL) context: {e}"))
-        return
-    conn.send(("ok", f"{ctx.info['GL_RENDERER']}, {ctx.info['GL_VERSION']}, LP_NUM_THREADS={threads}"))
-    run = release = None
-    while True:
-        cmd, *args = conn.recv()
-        if cmd == "setup":
-            if release is not None:
-                release()
-            run, release = _gl_pipeline(ctx, *args)
-        elif cmd == "run":
-            t0 = time.perf_counter()
-            img = run(args[0])
-            dt = time.perf_counter() - t0
-            conn.send((dt, img.copy() if args[1] else None))
-        else:
-            ctx.release()
-            return
-
-
 class GLWorker:
     def __init__(self, threads: int):
-        mp = multiprocessing.get_context("spawn")
-        self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=_gl_worker, args=(child, threads), daemon=True)
-        self.proc.start()
-        status, self.info = self.conn.recv()
-        self.ok = status == "ok"
+        self.gl = GLProcess(threads, _gl_pipeline)
+        self.ok, self.info = self.gl.ok, self.gl.info
         self.clock = 0.0
         self.params: np.ndarray | None = None
 
@@ -195,18 +158,15 @@ class GLWorker:
               ) -> np.ndarray:
         """Build the pipeline; returns the first batch's images [B, res, res, 4], rows top-down."""
         self.params = params.numpy().astype(np.float32)
-        self.conn.send(("setup", rig_name, mvps, lights, res))
-        self.conn.send(("run", self.params, True))
-        _, img = self.conn.recv()
+        self.gl.setup(rig_name, mvps, lights, res)
+        _, img = self.gl.run(self.params, image=True)
         return img.reshape(params.shape[0], res, res, 4)[:, ::-1]
 
     def run(self) -> None:
-        self.conn.send(("run", self.params, False))
-        self.clock += self.conn.recv()[0]
+        self.clock += self.gl.run(self.params)[0]
 
     def close(self) -> None:
-        self.conn.send(("close",))
-        self.proc.join(timeout=10)
+        self.gl.close()
 
 
 @pytest.fixture(scope="session")
