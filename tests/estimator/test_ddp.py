@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-TINY = dict(image_size=32, channels=[8, 8, 16, 16], dim=16, depth=1, heads=2, groups=4)
+from tests.estimator.conftest import TINY
 
 
 def _free_port() -> int:

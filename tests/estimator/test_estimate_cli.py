@@ -15,17 +15,9 @@ from typer.testing import CliRunner
 from facecore.estimator.cli import estimate_main, eval_main, train_main
 from facecore.estimator.model import Estimator, EstimatorConfig
 from facecore.io import read_csv
+from tests.estimator.conftest import TINY
 
 iio = pytest.importorskip("imageio.v3")
-TINY = dict(image_size=32, channels=[8, 8, 16, 16], dim=16, depth=1, heads=2, groups=4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from facecore.estimator.predict import (
     face_boxes,
 )
 from facecore.io.errors import FormatError
-
-TINY = dict(image_size=32, channels=(8, 8, 16, 16), dim=16, depth=1, heads=2, groups=4)
+from tests.estimator.conftest import TINY
 
 
 @pytest.fixture

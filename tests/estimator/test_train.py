@@ -11,22 +11,13 @@ import torch
 
 from facecore.estimator import model as model_mod
 from facecore.estimator.training import TrainConfig, load_checkpoint, lr_factor, train
-
-TINY = dict(image_size=32, channels=[8, 8, 16, 16], dim=16, depth=1, heads=2, groups=4)
+from tests.estimator.conftest import TINY
 
 
 def _cfg(out, **kw) -> TrainConfig:
     base = dict(out=str(out), steps=3, batch_size=4, resolution=24, model=TINY, warmup_steps=1,
                 deterministic=True, tensorboard=False, checkpoint_every=3)
     return TrainConfig(**{**base, **kw})
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_three_steps_on_the_fly(tmp_path):

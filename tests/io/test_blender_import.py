@@ -108,13 +108,6 @@ def blender(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rig():
-    from facecore.rig import default_rig
-
-    return default_rig()
-
-
-@pytest.fixture(scope="module")
 def track():
     rng = np.random.default_rng(11)
     n = 31

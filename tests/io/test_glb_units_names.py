@@ -16,13 +16,6 @@ HALF_PI = pytest.approx(np.pi / 2)  # write_glb's default head_max_angle
 
 
 @pytest.fixture(scope="module")
-def rig():
-    from facecore.rig import default_rig
-
-    return default_rig()
-
-
-@pytest.fixture(scope="module")
 def track():
     rng = np.random.default_rng(7)
     n = 23

@@ -71,13 +71,6 @@ def validate(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rig():
-    from facecore.rig import default_rig
-
-    return default_rig()
-
-
-@pytest.fixture(scope="module")
 def track():
     rng = np.random.default_rng(3)
     n = 31
