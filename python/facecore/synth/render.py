@@ -108,6 +108,46 @@ def _per_sample(x, B: int, dev) -> torch.Tensor:
     return torch.as_tensor(x).to(dev, torch.float32).reshape(-1).expand(B).clone()
 
 
+def _shade_layer(rast: torch.Tensor, tri: torch.Tensor, attr: torch.Tensor, eye: torch.Tensor, lights):
+    """Interpolate ``attr`` (normal, position, w, albedo) at the covered pixels of ``rast`` and shade
+    them -> (flat pixel indices, normals, w, linear RGB). Only covered pixels are shaded (a face
+    fills part of the frame), as facecore.render.Renderer does."""
+    B, H, W, _ = rast.shape
+    V, C = attr.shape[1], attr.shape[-1]
+    T = tri.shape[0]
+    flat = (rast[..., 3] > 0).reshape(-1).nonzero().squeeze(1)
+    rc = rast.reshape(-1, 4).index_select(0, flat)
+    batch = flat // (H * W)
+    if B * T <= MAX_TRIANGLES[torch.float32]:
+        ids = rc[:, 3:] + (batch * T).to(rc.dtype).unsqueeze(1)
+        f = ops.interpolate(
+            attr.reshape(1, B * V, C), torch.cat([rc[:, :3], ids], 1).view(1, 1, -1, 4), _stacked(tri, B, V)
+        ).view(-1, C)
+    else:
+        f = ops.interpolate(attr, rast, tri).view(-1, C).index_select(0, flat)
+    n, P, w, alb = f[:, 0:3], f[:, 3:6], f[:, 6], f[:, 7:10]
+    view = eye.index_select(0, batch) - P
+    return flat, n, w, lights.shade(alb, n, view, batch=batch).to(torch.float32)
+
+
+def _composite_alpha(rgba, rast, clip, tri_a, opacity, attr, eye, lights) -> torch.Tensor:
+    """One semi-transparent layer (the alpha groups' nearest surface) over the opaque image, where it
+    lies in front of the opaque surface: ``rgb = a * layer + (1 - a) * below``. Labels (mask, depth,
+    landmarks) stay those of the opaque surface."""
+    B, H, W, _ = rgba.shape
+    rast_a = ops.rasterize(clip, tri_a, (H, W))
+    covered = rast[..., 3] > 0
+    front = (rast_a[..., 3] > 0) & (~covered | (rast_a[..., 2] < rast[..., 2]))
+    rast_a = rast_a * front.unsqueeze(-1)  # pixels behind the opaque surface count as uncovered
+    flat, _, _, rgb = _shade_layer(rast_a, tri_a, attr, eye, lights)
+    tid = rast_a.reshape(-1, 4)[flat, 3].round().long() - 1
+    a = opacity.index_select(0, tid).unsqueeze(1)
+    out = rgba.reshape(B * H * W, 4).clone()
+    below = out.index_select(0, flat)
+    mixed = torch.cat([a * rgb + (1 - a) * below[:, :3], a + (1 - a) * below[:, 3:]], 1)
+    return out.index_put((flat,), mixed).view(B, H, W, 4)
+
+
 def render_batch(
     params, rig, scene, resolution=128, seed: int = 0, *, index0: int = 0, identity=None, maps: bool = False
 ) -> dict:
@@ -171,30 +211,20 @@ def render_batch(
     bu = sensor_uniforms(seed, indices)
     background, bg_kinds = make_backgrounds(sc.background, bu[:, :_K_BG], (H, W), dev)
 
-    tri = scn.drawn_triangles(rig, scn.materials_for(rig, sc)).to(dev)
-    T, V = tri.shape[0], rig.num_vertices
+    mats = scn.materials_for(rig, sc)
+    tri = scn.drawn_triangles(rig, mats).to(dev)
+    tri_a, opacity = scn.blended_triangles(rig, mats)
+    tri_a = tri_a.to(dev)
     clip = _transform(cam["projection"], verts).contiguous()  # [B, V, 4]
-    normals = ops.vertex_normals(verts, tri)
-    rast = ops.rasterize(clip, tri, (H, W))
-    # Shade covered pixels only (a face fills part of the frame), as facecore.render.Renderer does.
-    flat = (rast[..., 3] > 0).reshape(-1).nonzero().squeeze(1)
-    rc = rast.reshape(-1, 4).index_select(0, flat)
+    normals = ops.vertex_normals(verts, torch.cat([tri, tri_a]) if tri_a.shape[0] else tri)
     attr = torch.cat([normals, verts, clip[..., 3:], albedo.expand(B, -1, -1)], -1)  # [B, V, 10]
-    C = attr.shape[-1]
-    batch = flat // (H * W)
-    if B * T <= MAX_TRIANGLES[torch.float32]:
-        ids = rc[:, 3:] + (batch * T).to(rc.dtype).unsqueeze(1)
-        f = ops.interpolate(
-            attr.reshape(1, B * V, C), torch.cat([rc[:, :3], ids], 1).view(1, 1, -1, 4), _stacked(tri, B, V)
-        ).view(-1, C)
-    else:
-        f = ops.interpolate(attr, rast, tri).view(-1, C).index_select(0, flat)
-    n, P, w, alb = f[:, 0:3], f[:, 3:6], f[:, 6], f[:, 7:10]
-    view = cam["eye"].index_select(0, batch) - P
-    rgb = lights.shade(alb, n, view, batch=batch).to(torch.float32)
+    rast = ops.rasterize(clip, tri, (H, W))
+    flat, n, w, rgb = _shade_layer(rast, tri, attr, cam["eye"], lights)
     rgba = torch.cat([background, background.new_zeros(B, H, W, 1)], -1).reshape(B * H * W, 4)
     rgba = rgba.index_put((flat,), torch.cat([rgb, rgb.new_ones(rgb.shape[0], 1)], -1)).view(B, H, W, 4)
     rgba = ops.antialias(rgba, rast, clip, tri)
+    if tri_a.shape[0]:
+        rgba = _composite_alpha(rgba, rast, clip, tri_a, opacity.to(dev), attr, cam["eye"], lights)
     image, sensor_info = apply_sensor(rgba[..., :3].contiguous(), sc.sensor, bu[:, _K_BG:], seed, indices)
 
     triangle_id = rast[..., 3].round().to(torch.int64) - 1

@@ -28,7 +28,10 @@ from .prior import STREAM_SCENE, sample_uniforms
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESETS: tuple[str, ...] = ("clean", "studio", "wild", "toon")
-MATERIALS = ("opaque", "hidden")
+# "alpha" draws a group as one semi-transparent layer over the opaque surface ("alpha:0.3" sets its
+# opacity, default DEFAULT_OPACITY); see parse_material and facecore.synth.render.
+MATERIALS = ("opaque", "hidden", "alpha")
+DEFAULT_OPACITY = 0.5
 # Groups whose geometry is not a surface to shade: ICT-FaceKit's eye occlusion, lacrimal fluid and
 # eye-blend shells and its lash cards (opaque they draw black rims around the eyes).
 DEFAULT_MATERIALS = {
@@ -176,8 +179,9 @@ _SECTIONS = {
 class Scene:
     """A domain: camera, lighting, background and sensor ranges, ``identity_scale`` (s.d. of identity
     coefficients), ``skin_tone`` (span of :data:`facecore.synth.identity.SKIN_TONES`),
-    ``albedo_variation`` (s.d. of the smooth albedo field), ``materials`` (rig group -> ``opaque`` or
-    ``hidden``, over :data:`DEFAULT_MATERIALS` and the rig's ``metadata["materials"]``) and the name of
+    ``albedo_variation`` (s.d. of the smooth albedo field), ``materials`` (rig group -> ``opaque``,
+    ``hidden`` or ``alpha[:opacity]`` (:func:`parse_material`), over :data:`DEFAULT_MATERIALS` and the
+    rig's ``metadata["materials"]``) and the name of
     the parameter ``prior`` the preset pairs with."""
 
     name: str = "custom"
@@ -207,8 +211,7 @@ class Scene:
         if not isinstance(self.materials, dict):
             raise ValueError(f"Scene: materials must be an object group -> material, got {self.materials!r}")
         for g, m in self.materials.items():
-            if m not in MATERIALS:
-                raise ValueError(f"Scene: materials[{g!r}] must be one of {', '.join(MATERIALS)}, got {m!r}")
+            parse_material(m, f"Scene: materials[{g!r}]")
         from .prior import get_prior
 
         get_prior(self.prior)
@@ -390,6 +393,27 @@ def sample_lights(spec: LightingSpec, u: np.ndarray):
     )
 
 
+def parse_material(material, what: str = "material") -> tuple[str, float]:
+    """``"opaque"`` | ``"hidden"`` | ``"alpha"`` | ``"alpha:<opacity>"`` -> ``(kind, opacity)``.
+
+    Opacity is 1 for opaque, 0 for hidden and in (0, 1] for alpha (default :data:`DEFAULT_OPACITY`)."""
+    if isinstance(material, str):
+        kind, sep, rest = material.partition(":")
+        if kind in ("opaque", "hidden") and not sep:
+            return kind, 1.0 if kind == "opaque" else 0.0
+        if kind == "alpha":
+            if not sep:
+                return kind, DEFAULT_OPACITY
+            try:
+                a = float(rest)
+            except ValueError:
+                a = math.nan
+            if 0.0 < a <= 1.0:
+                return kind, a
+    raise ValueError(f"{what} must be one of opaque, hidden, alpha or alpha:<opacity in (0, 1]>, "
+                     f"got {material!r}")
+
+
 def materials_for(rig, scene: Scene) -> dict[str, str]:
     """Group -> material: :data:`DEFAULT_MATERIALS`, then the rig's ``metadata["materials"]``, then the
     scene's ``materials`` (later wins); only groups the rig has."""
@@ -398,20 +422,35 @@ def materials_for(rig, scene: Scene) -> dict[str, str]:
     if isinstance(meta, dict):
         out.update({str(k): str(v) for k, v in meta.items()})
     out.update(scene.materials)
-    bad = {g: m for g, m in out.items() if m not in MATERIALS}
-    if bad:
-        raise ValueError(f"materials: unknown material(s) {bad}; expected one of {', '.join(MATERIALS)}")
+    for g, m in out.items():
+        parse_material(m, f"materials[{g!r}]")
     return {g: m for g, m in out.items() if g in rig.groups}
 
 
-def drawn_triangles(rig, materials: dict[str, str]) -> torch.Tensor:
-    """``[T', 3]`` int32: the rig's triangles less those whose three vertices all lie in hidden groups."""
+def _in_groups(rig, materials: dict[str, str], *kinds: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per triangle: whether all three vertices lie in groups of a material in ``kinds``, and the
+    opacity of its first vertex's group."""
     tri = rig.triangles
-    hidden = [g for g, m in materials.items() if m == "hidden"]
-    if not hidden:
-        return tri
-    mask = torch.zeros(rig.num_vertices, dtype=torch.bool, device=tri.device)
-    for g in hidden:
-        mask[rig.groups[g].to(tri.device)] = True
-    keep = ~mask[tri.long()].all(1)
-    return tri[keep].contiguous()
+    member = torch.zeros(rig.num_vertices, dtype=torch.bool, device=tri.device)
+    opacity = torch.zeros(rig.num_vertices, dtype=torch.float32, device=tri.device)
+    for g, m in materials.items():
+        k, a = parse_material(m)
+        if k in kinds:
+            idx = rig.groups[g].to(tri.device)
+            member[idx] = True
+            opacity[idx] = a
+    return member[tri.long()].all(1), opacity[tri[:, 0].long()]
+
+
+def drawn_triangles(rig, materials: dict[str, str]) -> torch.Tensor:
+    """``[T', 3]`` int32: the rig's opaque triangles, i.e. less those whose three vertices all lie in
+    hidden or alpha groups (alpha layers are composited over these and never occlude a label)."""
+    drop, _ = _in_groups(rig, materials, "hidden", "alpha")
+    return rig.triangles if not bool(drop.any()) else rig.triangles[~drop].contiguous()
+
+
+def blended_triangles(rig, materials: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The alpha layer: ``[Ta, 3]`` int32 triangles whose three vertices lie in alpha groups, and their
+    opacities ``[Ta]`` (of the group of each triangle's first vertex)."""
+    alpha, opacity = _in_groups(rig, materials, "alpha")
+    return rig.triangles[alpha].contiguous(), opacity[alpha].contiguous()
