@@ -10,7 +10,8 @@ from .blendshape import SparseDeltas, blendshape, deform, sparse_deltas
 from .interpolate import interpolate
 from .linear_logprobs import linear_logprobs
 from .rasterize import rasterize
+from .shade import shade
 from .vertex_normals import vertex_normals
 
 __all__ = ["antialias", "attention", "blendshape", "deform", "interpolate", "linear_logprobs",
-    "rasterize", "sparse_deltas", "SparseDeltas", "vertex_normals"]
+    "rasterize", "shade", "sparse_deltas", "SparseDeltas", "vertex_normals"]

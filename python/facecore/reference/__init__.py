@@ -9,7 +9,9 @@ from .attention import attention
 from .blendshape import blendshape, deform, rigid
 from .linear_logprobs import linear_logprobs, sequence_logprobs
 from .rasterize import antialias, interpolate, rasterize
+from .shade import MODELS as shade_models
+from .shade import shade
 from .vertex_normals import vertex_normals
 
 __all__ = ["antialias", "attention", "blendshape", "deform", "interpolate", "linear_logprobs", "losses",
-    "rasterize", "rigid", "sequence_logprobs", "vertex_normals"]
+    "rasterize", "rigid", "sequence_logprobs", "shade", "shade_models", "vertex_normals"]

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-MODELS = ("lambert", "blinn_phong", "toon")
-SH_CONSTANTS = (0.282095, 0.488603, 1.092548, 0.315392, 0.546274)
+from ..reference.shade import MODELS, SH_CONSTANTS, sh_basis  # noqa: F401 (public here too)
 
 
 def _rows(name: str, v, n: int | None = None) -> torch.Tensor:
@@ -52,15 +51,6 @@ def _scalar(name: str, v) -> float | torch.Tensor:
     if t.dim() > 1 or not bool(torch.isfinite(t).all()):
         raise ValueError(f"Lights: {name} must be a number or a finite [B] tensor, got shape {list(t.shape)}")
     return float(t) if t.dim() == 0 else t
-
-
-def sh_basis(n: torch.Tensor) -> torch.Tensor:
-    """The 9 real SH basis functions (order above) at unit normals ``n[..., 3]`` -> ``[..., 9]``."""
-    x, y, z = n.unbind(-1)
-    c0, c1, c2, c3, c4 = SH_CONSTANTS
-    return torch.stack(
-        [torch.full_like(x, c0), c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z, c3 * (3 * z * z - 1),
-         c2 * x * z, c4 * (x * x - y * y)], -1)
 
 
 @dataclass
@@ -109,15 +99,12 @@ class Lights:
             raise ValueError(f"Lights: batched parameters disagree on the batch size: {sorted(sizes)}")
         self.batch_size = sizes.pop() if sizes else None
 
-    def _per_row(self, t, batch: torch.Tensor | None, batched_dim: int, like: torch.Tensor):
-        """Parameter ``t`` as a tensor broadcastable against rows of ``like``: gathered by ``batch`` when
-        it is batched."""
+    def _per_image(self, t, B: int, batched_dim: int, like: torch.Tensor) -> torch.Tensor:
+        """Parameter ``t`` as one entry per image: ``[B, ...]`` (an unbatched one repeated)."""
         t = torch.as_tensor(t).to(like)
         if t.dim() == batched_dim:
-            if batch is None:
-                raise ValueError("Lights.shade: batched lights need batch (the image index of each row)")
-            return t.index_select(0, batch)
-        return t
+            return t
+        return t.unsqueeze(0).expand(B, *t.shape).contiguous()
 
     def shade(
         self, albedo: torch.Tensor, normal: torch.Tensor, view_dir: torch.Tensor | None = None,
@@ -125,61 +112,36 @@ class Lights:
     ) -> torch.Tensor:
         """``albedo, normal[..., 3]`` (normal need not be unit), ``view_dir[..., 3]`` towards the camera
         (needed for specular) -> RGB ``[..., 3]``. With batched lights the inputs are ``[N, 3]`` rows and
-        ``batch [N]`` (int64) says which image (light set) each row belongs to."""
-        n = torch.nn.functional.normalize(normal, dim=-1)
-        if self.batch_size is None and self.model != "toon" and self.sh is None:
-            return self._shade_shared(albedo, n, view_dir)
-        if batch is not None:
+        ``batch [N]`` (int64) says which image (light set) each row belongs to. Runs
+        :func:`facecore.ops.shade` (a fused CPU kernel; the reference on other devices)."""
+        from .. import ops
+
+        shape = normal.shape
+        if self.batch_size is not None:
+            if batch is None:
+                raise ValueError("Lights.shade: batched lights need batch (the image index of each row)")
             batch = batch.to(device=normal.device, dtype=torch.int64)
-            if n.dim() != 2 or batch.shape != n.shape[:1]:
+            if normal.dim() != 2 or batch.shape != normal.shape[:1]:
                 raise ValueError(f"Lights.shade: batch must be [N] for [N, 3] rows, got {list(batch.shape)} "
-                                 f"for normals {list(n.shape)}")
-        L = self._per_row(self.directions, batch, 3, n)  # [N, L, 3] or [L, 3]
-        C = self._per_row(self.colors, batch, 3, n)
-        # Elementwise products and sums over the 3 (or L) entries: each row's result does not depend on
-        # how many rows are shaded together (no BLAS blocking), so batches reproduce single renders.
-        ndl = (n.unsqueeze(-2) * L).sum(-1).clamp_min(0)  # [..., L]
-        diffuse = ndl
-        if self.model == "toon":
-            diffuse = torch.floor(ndl * self.bands + 0.5) / self.bands
-        irr = self._per_row(self.ambient, batch, 2, n) + (diffuse.unsqueeze(-1) * C).sum(-2)
-        if self.sh is not None:
-            sh = self._per_row(self.sh, batch, 3, n)  # [N, 9, 3] or [9, 3]
-            e = (sh_basis(n).unsqueeze(-1) * sh).sum(-2).clamp_min(0)
-            if self.model == "toon":
-                e = torch.floor(e * self.bands + 0.5) / self.bands
-            irr = irr + e
-        out = albedo * irr
-        spec_w = self._per_row(self.specular, batch, 1, n)
-        if self.model != "lambert" and (isinstance(spec_w, torch.Tensor) and bool((spec_w != 0).any())):
+                                 f"for normals {list(normal.shape)}")
+            B = self.batch_size
+        else:
+            B = 1
+        n = normal.reshape(-1, 3)
+        rows = n.shape[0]
+        if batch is None or self.batch_size is None:
+            batch = torch.zeros(rows, dtype=torch.int64, device=n.device)
+        a = albedo.expand(shape).reshape(-1, 3).to(n.dtype)
+        spec_w = self._per_image(self.specular, B, 1, n)
+        view = None
+        if self.model != "lambert" and bool((spec_w != 0).any()):
             if view_dir is None:
                 raise ValueError(f"Lights.shade: the {self.model} model with specular needs view_dir")
-            v = torch.nn.functional.normalize(view_dir, dim=-1)
-            h = torch.nn.functional.normalize(v.unsqueeze(-2) + L, dim=-1)  # [..., L, 3]
-            ndh = (n.unsqueeze(-2) * h).sum(-1).clamp_min(0)
-            shin = self._per_row(self.shininess, batch, 1, n)
-            shin = shin.unsqueeze(-1) if shin.dim() == 1 else shin
-            if self.model == "toon":
-                spec = (ndh > 1 - 1 / shin.clamp_min(1)).to(ndh)
-            else:
-                spec = ndh.pow(shin)
-            spec = torch.where(ndl > 0, spec, torch.zeros_like(spec))
-            sw = spec_w.unsqueeze(-1) if spec_w.dim() == 1 else spec_w
-            out = out + sw * (spec.unsqueeze(-1) * C).sum(-2)
-        return out
-
-    def _shade_shared(self, albedo: torch.Tensor, n: torch.Tensor, view_dir: torch.Tensor | None):
-        """One light set for every row (the original Lambert / Blinn-Phong path)."""
-        L = self.directions.to(n)
-        C = self.colors.to(n)
-        ndl = (n @ L.T).clamp_min(0)  # [..., L]
-        out = albedo * (self.ambient.to(n) + ndl @ C)
-        if self.model == "blinn_phong" and self.specular > 0:
-            if view_dir is None:
-                raise ValueError("Lights.shade: Blinn-Phong needs view_dir")
-            v = torch.nn.functional.normalize(view_dir, dim=-1)
-            h = torch.nn.functional.normalize(v.unsqueeze(-2) + L, dim=-1)  # [..., L, 3]
-            ndh = (n.unsqueeze(-2) * h).sum(-1).clamp_min(0)
-            spec = torch.where(ndl > 0, ndh.pow(self.shininess), torch.zeros_like(ndh))
-            out = out + self.specular * (spec @ C)
-        return out
+            view = view_dir.expand(shape).reshape(-1, 3).to(n.dtype)
+        out = ops.shade(
+            a, n, view, batch, self._per_image(self.ambient, B, 2, n),
+            self._per_image(self.directions, B, 3, n), self._per_image(self.colors, B, 3, n),
+            None if self.sh is None else self._per_image(self.sh, B, 3, n), spec_w,
+            self._per_image(self.shininess, B, 1, n), model=self.model, bands=self.bands,
+        )
+        return out.view(*shape[:-1], 3)

@@ -130,17 +130,19 @@ def make_backgrounds(
 
 def _gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur of ``img [B, H, W, C]`` with per-sample ``sigma [B]`` (pixels; 0 = none),
-    as weighted sums of shifted copies (reflect padding)."""
-    smax = float(sigma.max())
-    if smax <= 0:
+    as weighted sums of shifted copies (reflect padding). Sample i's kernel has radius ceil(3 sigma_i)
+    whatever the batch holds (taps beyond it weigh exactly 0), so a sample blurs the same alone or in
+    a batch; samples with sigma 0 are copied through untouched."""
+    sigma = sigma.to(img)
+    on = (sigma > 0).nonzero().squeeze(1)
+    if on.numel() == 0:
         return img
-    r = max(1, int(np.ceil(3 * smax)))
-    k = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
-    s = sigma.to(img).clamp_min(1e-6)[:, None]
-    wts = torch.exp(-0.5 * (k[None] / s) ** 2)
-    wts = torch.where(sigma.to(img.device)[:, None] > 0, wts, (k[None] == 0).to(img))
-    wts = wts / wts.sum(1, keepdim=True)  # [B, 2r+1]
-    x = img.permute(0, 3, 1, 2)
+    s = sigma.index_select(0, on)[:, None]  # [B', 1]
+    r = max(1, int(np.ceil(3 * float(s.max()))))
+    k = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)[None]
+    wts = torch.where(k.abs() <= torch.ceil(3 * s), torch.exp(-0.5 * (k / s) ** 2), torch.zeros_like(k))
+    wts = wts / wts.sum(1, keepdim=True)  # [B', 2r+1]
+    x = img.index_select(0, on).permute(0, 3, 1, 2)
     for dim in (2, 3):
         pad = (0, 0, r, r) if dim == 2 else (r, r, 0, 0)
         xp = F.pad(x, pad, mode="reflect" if x.shape[dim] > r else "replicate")
@@ -149,7 +151,7 @@ def _gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         for j in range(2 * r + 1):
             acc = acc + wts[:, j, None, None, None] * xp.narrow(dim, j, n)
         x = acc
-    return x.permute(0, 2, 3, 1)
+    return img.index_copy(0, on, x.permute(0, 2, 3, 1))
 
 
 def apply_sensor(img: torch.Tensor, spec, u: np.ndarray, seed: int, indices) -> tuple[torch.Tensor, dict]:
