@@ -362,3 +362,11 @@ def test_validate_torch_and_dict():
         assert arkit.validate({"eyeBlink_L": -0.5}, "clip") == {"eyeBlink_L": 0.0}
     with pytest.raises(ValueError, match="NaN"):
         arkit.validate({"HeadYaw": float("nan")}, "clip")
+
+
+def test_to_vector_keeps_a_written_negative_zero_and_averages_halves():
+    import math
+
+    v = arkit.to_vector({"HeadRoll": -0.0, "browInnerUp_L": 0.2, "browInnerUp_R": 0.4})
+    assert v[arkit.index("HeadRoll")] == 0.0 and math.copysign(1.0, v[arkit.index("HeadRoll")]) < 0
+    assert abs(v[arkit.index("BrowInnerUp")] - 0.3) < 1e-7

@@ -403,7 +403,8 @@ def to_vector(mapping: Mapping[str, Any], *, missing: Literal["zero", "raise"] =
     for k, i in plan:
         v = mapping[k]
         try:
-            out[i] += float(v)
+            x = float(v)
+            out[i] = x if count[i] == 1 else out[i] + x  # assigned once: keeps a written -0.0
         except (TypeError, ValueError):
             hint = "; for arrays of values use facecore.arkit.from_columns" if np.ndim(v) else ""
             raise TypeError(f"value of {k!r} must be a number, got {v!r}{hint}") from None

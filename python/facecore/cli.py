@@ -430,6 +430,16 @@ estimator_app.command("train")(train_main)
 estimator_app.command("eval")(eval_main)
 app.add_typer(estimator_app, name="estimator")
 
+from .label.cli import app as label_app  # noqa: E402
+from .prefer.cli import app as prefer_app  # noqa: E402
+from .semantic.cli import app as semantic_app  # noqa: E402
+from .video.cli import app as video_app  # noqa: E402
+
+app.add_typer(label_app, name="label")
+app.add_typer(prefer_app, name="prefer")
+app.add_typer(semantic_app, name="semantic")
+app.add_typer(video_app, name="video")
+
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once

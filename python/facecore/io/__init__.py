@@ -26,9 +26,15 @@ from .keyframeface import (
 from .livelink import LOST_POLICIES, TrackingLostWarning, format_timecode, parse_timecode, read_csv, write_csv
 from .semanticface import (
     ANALYSIS_KEYS,
+    SemanticAnswer,
+    format_analysis_markdown,
+    format_answer,
     format_semanticface,
     parse_semanticface,
     read_semanticface,
+    read_semanticface_answers,
+    semanticface_to_csv,
+    structure_analysis,
     write_semanticface,
 )
 from .track import Track
@@ -40,4 +46,6 @@ __all__ = [
     "parse_response", "format_response", "read_keyframeface", "write_keyframeface", "response_keyframes",
     "read_track", "write_track", "read_glb_track",
     "ANALYSIS_KEYS", "parse_semanticface", "format_semanticface", "read_semanticface", "write_semanticface",
+    "SemanticAnswer", "read_semanticface_answers", "semanticface_to_csv", "structure_analysis",
+    "format_analysis_markdown", "format_answer",
 ]

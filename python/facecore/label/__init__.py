@@ -1,0 +1,1 @@
+"""facecore.label (work in progress)."""

@@ -1,0 +1,1 @@
+"""facecore.prefer (work in progress)."""

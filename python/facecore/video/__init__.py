@@ -1,0 +1,1 @@
+"""facecore.video (work in progress)."""
