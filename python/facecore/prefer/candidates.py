@@ -1,0 +1,83 @@
+"""Candidates for one image: the policy's Gaussian plus region-targeted exploration, and the pairs shown.
+
+Per image, candidate 0 is the policy's mean; the others are draws from ``N(mean, (std_scale * max(std,
+min_std))^2)`` clipped to each channel's range. With probability ``explore`` a draw is then perturbed in
+one region (``"upper"`` or ``"lower"``, :data:`facecore.prefer.regions.REGION_CHANNELS`): ``n_explore``
+of that region's blendshapes are set to fresh uniform values in [0, 1], and each of ``rare`` (channels a
+pseudo-label policy never activates, TongueOut and CheekPuff by default) is switched on at a uniform
+value with probability ``rare_prob`` when it belongs to the region. A dead channel is never fixed if it
+is never sampled; this is what samples it.
+
+Pairs are drawn within an image; each pair is judged in every region of the judging mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import arkit
+from .regions import REGION_CHANNELS
+
+RARE = ("TongueOut", "CheekPuff")
+KIND_MEAN, KIND_SAMPLE, KIND_EXPLORE = 0, 1, 2
+
+
+def sample_candidates(mean: torch.Tensor, log_std: torch.Tensor, k: int, *, rng: np.random.Generator,
+                      explore: float = 0.5, std_scale: float = 1.0, min_std: float = 0.05,
+                      n_explore: int = 3, rare=RARE, rare_prob: float = 0.3,
+                      regions=("upper", "lower")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(candidates [N, k, 61] float32, kind [N, k] int (0 mean, 1 sample, 2 explored), explored_region
+    [N, k] int (index into regions, -1 none))``."""
+    mean = np.asarray(torch.as_tensor(mean).detach().cpu(), dtype=np.float64)
+    std = np.exp(np.asarray(torch.as_tensor(log_std).detach().cpu(), dtype=np.float64))
+    if mean.ndim != 2 or mean.shape[1] != arkit.NUM_CHANNELS or std.shape != mean.shape:
+        raise ValueError(f"sample_candidates: mean and log_std must both be [N, 61], got {list(mean.shape)} "
+                         f"and {list(std.shape)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"sample_candidates: k must be an integer >= 2 (pairs need two), got {k!r}")
+    if not 0.0 <= explore <= 1.0 or not 0.0 <= rare_prob <= 1.0:
+        raise ValueError(f"sample_candidates: explore and rare_prob must be in [0, 1], got {explore}, "
+                         f"{rare_prob}")
+    if std_scale < 0 or min_std < 0 or n_explore < 0:
+        raise ValueError("sample_candidates: std_scale, min_std and n_explore must be >= 0")
+    rare_idx = [arkit.index(n) for n in rare]
+    low, high = np.asarray(arkit.LOW, np.float64), np.asarray(arkit.HIGH, np.float64)
+    N = mean.shape[0]
+    sd = std_scale * np.maximum(std, min_std)
+    noise = rng.standard_normal((N, k, arkit.NUM_CHANNELS))
+    cand = mean[:, None, :] + sd[:, None, :] * noise
+    cand[:, 0] = mean
+    kind = np.full((N, k), KIND_SAMPLE, dtype=np.int64)
+    kind[:, 0] = KIND_MEAN
+    where = np.full((N, k), -1, dtype=np.int64)
+    region_bs = [REGION_CHANNELS[r][REGION_CHANNELS[r] < arkit.NUM_BLENDSHAPES] for r in regions]
+    do = rng.random((N, k)) < explore
+    do[:, 0] = False
+    pick = rng.integers(0, len(regions), size=(N, k))
+    for i, j in zip(*np.nonzero(do)):
+        r = int(pick[i, j])
+        chans = region_bs[r]
+        sel = rng.choice(chans, size=min(n_explore, len(chans)), replace=False)
+        cand[i, j, sel] = rng.random(len(sel))
+        for c in rare_idx:
+            if c in chans and rng.random() < rare_prob:
+                cand[i, j, c] = rng.uniform(0.3, 1.0)
+        kind[i, j], where[i, j] = KIND_EXPLORE, r
+    cand = np.clip(cand, low, high)
+    return cand.astype(np.float32), kind, where
+
+
+def sample_pairs(n_images: int, k: int, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_pairs, 3]`` int rows ``(image, i, j)`` with ``i != j`` candidates of that image, images
+    visited round-robin (each image gets ``n_pairs / n_images`` pairs, +-1), half of the pairs against the
+    policy's mean (candidate 0)."""
+    if n_images < 1 or k < 2 or n_pairs < 1:
+        raise ValueError(f"sample_pairs: need n_images >= 1, k >= 2, n_pairs >= 1, got {n_images}, {k}, "
+                         f"{n_pairs}")
+    img = np.arange(n_pairs) % n_images
+    img = img[rng.permutation(n_pairs)]
+    i = rng.integers(0, k, size=n_pairs)
+    i = np.where(rng.random(n_pairs) < 0.5, 0, i)
+    j = (i + rng.integers(1, k, size=n_pairs)) % k
+    return np.stack([img, i, j], 1).astype(np.int64)
