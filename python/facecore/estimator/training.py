@@ -40,12 +40,9 @@ DDP; the training log ``metrics.jsonl`` is kept beside the checkpoint).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import random
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -57,6 +54,19 @@ import torch.nn.functional as F
 
 from .. import arkit
 from ..losses import gaussian_logprob
+from ..training_utils import (
+    EMA,
+    all_mean,
+    atomic_save,
+    barrier,
+    choose_device,
+    dist_setup,
+    read_checkpoint,
+    rng_state,
+    seed_of,
+    set_rng_state,
+    warmup_cosine,
+)
 from .model import Estimator, EstimatorConfig
 from .predict import boxes_from_landmarks, crop_faces
 
@@ -211,59 +221,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Distributed helpers
-# ---------------------------------------------------------------------------------------------------
-def _dist() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call started the process group). Starts one from torchrun's
-    environment (WORLD_SIZE > 1) when none is running."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        return dist.get_rank(), dist.get_world_size(), True
-    return 0, 1, False
-
-
-def _all_mean(values: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        import torch.distributed as dist
-
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= world
-    return values
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: no CUDA device is available")
-    return dev
-
-
-def _seed_of(*parts: int) -> int:
-    """A 63-bit seed from integers (stable across processes and platforms)."""
-    h = hashlib.sha256(np.asarray(parts, dtype=np.int64).tobytes()).digest()
-    return int.from_bytes(h[:8], "little") & (2**63 - 1)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Data: labelled batches. The truth is read here and replaced by the labels; nothing else sees it.
 # ---------------------------------------------------------------------------------------------------
 class _Labels:
@@ -365,7 +322,7 @@ class _ShardStream:
     def _samples(self) -> Iterator[dict[str, Any]]:
         epoch = 0
         while True:
-            rng = np.random.default_rng(_seed_of(self.seed, self.rank, epoch, 1))
+            rng = np.random.default_rng(seed_of(self.seed, self.rank, epoch, 1))
             buf: list[dict[str, Any]] = []
             got = 0
             for s in self.dataset:
@@ -461,10 +418,7 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Learning-rate multiplier at ``step``: linear warmup, then cosine from 1 to ``min_lr_ratio``."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
 
 
 def _loss(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor, cfg: TrainConfig
@@ -477,58 +431,9 @@ def _loss(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor, cfg: 
     return loss, nll, l1
 
 
-class _EMA:
-    """Exponential moving average of the parameters, with the usual warmup of the decay
-    (``min(decay, (1 + step) / (10 + step))``) so early averages are not dominated by the init."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        for k, v in model.state_dict().items():
-            if v.is_floating_point():
-                self.shadow[k].lerp_(v.detach(), 1 - d)
-            else:
-                self.shadow[k].copy_(v)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------------------------------
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()  # noqa: NPY002 - saving the legacy global state others may use
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    n = state["numpy"]
-    legacy = ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
-    np.random.set_state(legacy)  # noqa: NPY002 - restoring the legacy global state
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in _RESUMABLE}
 
@@ -536,18 +441,7 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint (``checkpoint.pt``) written by :func:`train` (tensors and plain
     values only: loaded with ``weights_only=True``)."""
-    from ..io.errors import FormatError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch.load raises many types for a damaged file
-        raise FormatError(f"not a training checkpoint ({str(e).splitlines()[0][:120]})", path=path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "facecore.estimator.train":
-        raise FormatError("not a facecore estimator training checkpoint", path=path)
-    return ckpt
+    return read_checkpoint(path, "facecore.estimator.train", "facecore estimator training checkpoint")
 
 
 def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -583,7 +477,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: Progress | None = N
     (the last logged row), "files", "rank", "world_size", "last_indices" (this rank's last sample
     indices)}``."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    rank, world, started = _dist()
+    rank, world, started = dist_setup()
     try:
         return _train(cfg, rank, world, progress or (lambda stage, done, total: None))
     finally:
@@ -594,7 +488,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: Progress | None = N
 
 
 def _train(cfg: TrainConfig, rank: int, world: int, progress: Progress) -> dict[str, Any]:
-    device = _device(cfg.device, rank)
+    device = choose_device(cfg.device, rank)
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
     if rank == 0:
@@ -625,10 +519,10 @@ def _train(cfg: TrainConfig, rank: int, world: int, progress: Progress) -> dict[
 
 def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Path, ckpt: dict | None,
           progress: Progress) -> dict[str, Any]:
-    torch.manual_seed(_seed_of(cfg.seed, 0))  # the same init on every rank (DDP also broadcasts it)
+    torch.manual_seed(seed_of(cfg.seed, 0))  # the same init on every rank (DDP also broadcasts it)
     model = Estimator(EstimatorConfig.from_dict(cfg.model)).to(device)
     S, crop_scale = model.config.image_size, model.config.crop_scale
-    ema = _EMA(model, cfg.ema_decay)
+    ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     start = 0
@@ -638,9 +532,9 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Pa
         sched.load_state_dict(ckpt["scheduler"])
         ema.shadow = {k: v.to(device) for k, v in ckpt["ema"].items()}
         start = int(ckpt["step"])
-        _set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
     else:
-        torch.manual_seed(_seed_of(cfg.seed, 1, rank))
+        torch.manual_seed(seed_of(cfg.seed, 1, rank))
     net: torch.nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -664,7 +558,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Pa
         tb = _tensorboard(out / "tb") if cfg.tensorboard else None
 
     def save_checkpoint(step: int) -> None:
-        rng = _rng_state()
+        rng = rng_state()
         if world > 1:
             import torch.distributed as dist
 
@@ -672,11 +566,11 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Pa
             dist.all_gather_object(gathered, rng)
             rng = gathered
         if rank == 0:
-            _atomic_save({"format": "facecore.estimator.train", "version": 1, "step": step,
+            atomic_save({"format": "facecore.estimator.train", "version": 1, "step": step,
                           "config": cfg.to_dict(), "world_size": world, "model": model.state_dict(),
                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "ema": ema.shadow,
                           "rng": rng, "data": stream.state(step)}, out / CHECKPOINT)
-        _barrier(world)
+        barrier(world)
 
     losses: list[float] = []
     last: dict[str, Any] = {}
@@ -687,7 +581,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Pa
     for step in range(start, end):
         t0 = time.perf_counter()
         batch = next(batches)
-        g = torch.Generator().manual_seed(_seed_of(cfg.seed, 2, step, rank))
+        g = torch.Generator().manual_seed(seed_of(cfg.seed, 2, step, rank))
         crops, target = _augment(batch, cfg, S, crop_scale, g)
         x, target = model.normalize(crops).to(device), target.to(device)
         t1 = time.perf_counter()
@@ -705,7 +599,7 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Pa
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t2 = time.perf_counter()
-        stats = _all_mean(torch.stack([loss.detach(), nll.detach(), l1.detach(),
+        stats = all_mean(torch.stack([loss.detach(), nll.detach(), l1.detach(),
                                        gnorm.detach().to(loss.device)]).float(), world).tolist()
         losses.append(stats[0])
         last_indices = batch["index"]
@@ -737,6 +631,6 @@ def _loop(cfg: TrainConfig, rank: int, world: int, device: torch.device, out: Pa
         files["model"] = out / MODEL
     if tb is not None:
         tb.close()
-    _barrier(world)
+    barrier(world)
     return {"model": final.eval(), "step": end, "losses": losses, "metrics": last, "files": files,
             "rank": rank, "world_size": world, "last_indices": last_indices}

@@ -4,6 +4,10 @@
   animator's FACS lexicon run in reverse), :func:`analysis_text` (the released numbered Markdown),
   :func:`answer_text` (the whole answer a model should write: analysis, then the 61 channels with
   one decimal), :func:`quantize` and :func:`nearest_emotion`.
+* Stage 2: :func:`train` / :class:`SemanticConfig` (:mod:`.training`: a small LLaVA-style VLM trained by
+  facecore, or any local HF VLM with LoRA, on synthetic renders with stage-1 targets), :func:`load` ->
+  :class:`SemanticModel` (``.predict(images) -> [(analysis, params)]``, constrained decoding),
+  :func:`evaluate` / :func:`format_table` (:mod:`.evaluation`).
 * Reading and writing answers lives in :mod:`facecore.io` (``parse_semanticface``,
   ``read_semanticface_answers``, ``semanticface_to_csv``).
 
@@ -21,6 +25,9 @@ from .describe import FAMILIES, REGIONS, analysis_text, answer_text, describe, n
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     # module (relative) -> public names, loaded on first use
+    ".training": ("train", "SemanticConfig"),
+    ".inference": ("load", "SemanticModel"),
+    ".evaluation": ("evaluate", "format_table"),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 

@@ -123,3 +123,9 @@ def to_csv_cmd(
         with _echo_warnings():
             n = semanticface_to_csv(answers, out, on_error="raise" if strict else "skip")
     typer.echo(f"wrote {out} ({n} frames)", err=True)
+
+
+# The model commands (train, predict, eval) live beside the model code.
+from .cli_model import register  # noqa: E402
+
+register(app)

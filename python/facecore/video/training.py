@@ -31,13 +31,10 @@ each rank takes its own samples, ``DistributedDataParallel`` all-reduces, rank 0
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import math
 import os
-import random
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -46,6 +43,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..training_utils import (
+    EMA,
+    all_mean,
+    atomic_save,
+    barrier,
+    choose_device,
+    dist_setup,
+    read_checkpoint,
+    rng_state,
+    seed_of,
+    set_rng_state,
+    warmup_cosine,
+)
 from .model import VideoDiffusion, VideoDiffusionConfig
 
 Progress = Callable[[str, int, int], None]
@@ -210,62 +220,11 @@ class VideoTrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Small helpers (the same recipe as facecore.estimator.training)
+# Small helpers
 # ---------------------------------------------------------------------------------------------------
-def _seed_of(*parts: int) -> int:
-    """A 63-bit seed from integers (stable across processes and platforms)."""
-    h = hashlib.sha256(np.asarray(parts, dtype=np.int64).tobytes()).digest()
-    return int.from_bytes(h[:8], "little") & (2**63 - 1)
-
-
-def _dist() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call started the process group)."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return dist.get_rank(), dist.get_world_size(), True
-    return 0, 1, False
-
-
-def _all_mean(values: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        import torch.distributed as dist
-
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= world
-    return values
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: no CUDA device is available")
-    return dev
-
-
 def lr_factor(step: int, cfg: VideoTrainConfig) -> float:
     """Learning-rate multiplier at ``step``: linear warmup, then cosine from 1 to ``min_lr_ratio``."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -277,68 +236,9 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-class _EMA:
-    """EMA of the parameters with the usual decay warmup ``min(decay, (1 + step) / (10 + step))``."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        for k, v in model.state_dict().items():
-            if v.is_floating_point():
-                self.shadow[k].lerp_(v.detach(), 1 - d)
-            else:
-                self.shadow[k].copy_(v)
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()  # noqa: NPY002 - saving the legacy global state others may use
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],  # noqa: NPY002
-                         n["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint (``checkpoint.pt``) written by :func:`train` (``weights_only``)."""
-    from ..io.errors import FormatError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video training checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch.load raises many types for a damaged file
-        raise FormatError(f"not a training checkpoint ({str(e).splitlines()[0][:120]})", path=path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "facecore.video.train":
-        raise FormatError("not a facecore video training checkpoint", path=path)
-    return ckpt
+    return read_checkpoint(path, "facecore.video.train", "facecore video training checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -359,7 +259,7 @@ def render_clip(domain: str, index: int, *, frames: int = 8, size: int = 32, see
 
     sc = synth.load_preset(domain)
     traj = synth.sample_trajectory(frames, seed, index=index, prior=sc.prior)
-    pose = synth.sample_params(1, _seed_of(seed, 7, index) & (2**31 - 1), sc.prior)
+    pose = synth.sample_params(1, seed_of(seed, 7, index) & (2**31 - 1), sc.prior)
     r = synth.resolve_rig(rig)
     rows = [synth.render_batch(p[None], r, sc, size, seed, index0=index) for p in torch.cat([traj, pose])]
     img = torch.cat([o["image"] for o in rows]).cpu().numpy()
@@ -393,7 +293,7 @@ class _MixSource:
         return self.clip_sets[name]
 
     def get(self, g: int, step: int, rank: int, slot: int) -> dict[str, Any]:
-        u = np.random.default_rng(_seed_of(self.cfg.data_seed, 5, step, rank, slot)).random()
+        u = np.random.default_rng(seed_of(self.cfg.data_seed, 5, step, rank, slot)).random()
         name = self.names[min(int(np.searchsorted(self.cum, u, side="right")), len(self.names) - 1)]
         index = g % self.cfg.n if self.cfg.n else g
         key = (name, index)
@@ -426,7 +326,7 @@ class _Batches:
         n = len(self.seq)
         epoch, i = divmod(g, n)
         if epoch not in self.perms:
-            self.perms = {epoch: np.random.default_rng(_seed_of(self.cfg.data_seed, 6, epoch)).permutation(n)}
+            self.perms = {epoch: np.random.default_rng(seed_of(self.cfg.data_seed, 6, epoch)).permutation(n)}
         return self.seq[int(self.perms[epoch][i])]
 
     def batches(self, start: int) -> Iterator[list[dict[str, Any]]]:
@@ -457,7 +357,7 @@ def train(config: VideoTrainConfig | Mapping[str, Any], progress: Progress | Non
     (eval mode, CPU), "step", "losses" (this run's per-step mean loss over ranks), "metrics" (the last
     logged row), "files", "rank", "world_size", "last_clip_ids" (this rank's last batch)}``."""
     cfg = config if isinstance(config, VideoTrainConfig) else VideoTrainConfig.from_dict(config)
-    rank, world, started = _dist()
+    rank, world, started = dist_setup()
     try:
         return _train(cfg, rank, world, progress or (lambda stage, done, total: None))
     finally:
@@ -472,12 +372,12 @@ def _comparable(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _train(cfg: VideoTrainConfig, rank: int, world: int, progress: Progress) -> dict[str, Any]:
-    device = _device(cfg.device, rank)
+    device = choose_device(cfg.device, rank)
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    _barrier(world)
+    barrier(world)
     ckpt = None
     if ckpt_path.is_file():
         if not cfg.resume:
@@ -505,9 +405,9 @@ def _train(cfg: VideoTrainConfig, rank: int, world: int, progress: Progress) -> 
 
 def _loop(cfg: VideoTrainConfig, rank: int, world: int, device: torch.device, out: Path, ckpt: dict | None,
           progress: Progress) -> dict[str, Any]:
-    torch.manual_seed(_seed_of(cfg.seed, 0))  # the same init on every rank
+    torch.manual_seed(seed_of(cfg.seed, 0))  # the same init on every rank
     model = VideoDiffusion(cfg.model).to(device)
-    ema = _EMA(model, cfg.ema_decay)
+    ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     start = 0
@@ -517,7 +417,7 @@ def _loop(cfg: VideoTrainConfig, rank: int, world: int, device: torch.device, ou
         sched.load_state_dict(ckpt["scheduler"])
         ema.shadow = {k: v.to(device) for k, v in ckpt["ema"].items()}
         start = int(ckpt["step"])
-        _set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
     net: torch.nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -537,7 +437,7 @@ def _loop(cfg: VideoTrainConfig, rank: int, world: int, device: torch.device, ou
             metrics_path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
     def save_checkpoint(step: int) -> None:
-        rng: Any = _rng_state()
+        rng: Any = rng_state()
         if world > 1:
             import torch.distributed as dist
 
@@ -545,11 +445,11 @@ def _loop(cfg: VideoTrainConfig, rank: int, world: int, device: torch.device, ou
             dist.all_gather_object(gathered, rng)
             rng = gathered
         if rank == 0:
-            _atomic_save({"format": "facecore.video.train", "version": 1, "step": step,
+            atomic_save({"format": "facecore.video.train", "version": 1, "step": step,
                           "config": cfg.to_dict(), "world_size": world, "model": model.state_dict(),
                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "ema": ema.shadow,
                           "rng": rng}, out / CHECKPOINT)
-        _barrier(world)
+        barrier(world)
 
     losses: list[float] = []
     last: dict[str, Any] = {}
@@ -565,7 +465,7 @@ def _loop(cfg: VideoTrainConfig, rank: int, world: int, device: torch.device, ou
             raise ValueError(f"VideoTrainConfig.dataset ran out of samples at step {step}; pass a sequence "
                              "(it is repeated in shuffled epochs) or a longer iterable") from None
         batch = model.batch(samples, device)
-        g = torch.Generator().manual_seed(_seed_of(cfg.seed, 2, step, rank))
+        g = torch.Generator().manual_seed(seed_of(cfg.seed, 2, step, rank))
         args, target = model.training_inputs(batch, g, cfg.drop_reference, cfg.drop_motion)
         t1 = time.perf_counter()
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -582,7 +482,7 @@ def _loop(cfg: VideoTrainConfig, rank: int, world: int, device: torch.device, ou
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t2 = time.perf_counter()
-        stats = _all_mean(torch.stack([loss.detach(), gnorm.detach().to(loss.device)]).float(), world)
+        stats = all_mean(torch.stack([loss.detach(), gnorm.detach().to(loss.device)]).float(), world)
         stats = stats.tolist()
         losses.append(stats[0])
         clip_ids = [str(s.get("clip_id", "")) for s in samples]
@@ -604,6 +504,6 @@ def _loop(cfg: VideoTrainConfig, rank: int, world: int, device: torch.device, ou
     if rank == 0 and end == cfg.steps:
         final.save(out / MODEL)
         files["model"] = out / MODEL
-    _barrier(world)
+    barrier(world)
     return {"model": final.eval(), "step": end, "losses": losses, "metrics": last, "files": files,
             "rank": rank, "world_size": world, "last_clip_ids": clip_ids}
