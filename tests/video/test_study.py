@@ -164,4 +164,4 @@ def test_cli_study_command(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "config.json").read_text())["k"] == 2
     assert len(calls) == 5  # real, synthetic, mix_r1, select_coverage_k2, select_random_k2
     bad = runner.invoke(app, ["study", "--set", "nonsense=1", "-o", str(tmp_path / "o2")])
-    assert bad.exit_code == 2 and "unknown keys" in bad.output
+    assert bad.exit_code == 1 and "unknown keys" in bad.output

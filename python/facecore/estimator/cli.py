@@ -228,9 +228,9 @@ def estimate_main(
     video) and write them as a Live Link Face CSV (timecodes from the video's frame rate); bad files and
     frames without a face are reported by name and skipped (video frames become tracking-lost rows) or,
     with --on-error fail, stop the run. Returns ``{"frames", "skipped", "files"}``."""
-    from ..cli import _atomic_file, _output_file, _progress, _user_errors
+    from ..cli_support import atomic_file, output_file, progress_bar, user_errors
 
-    with _user_errors():
+    with user_errors():
         input, out_csv = Path(input), Path(out_csv)
         if on_error not in ON_ERROR:
             raise ValueError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
@@ -239,13 +239,13 @@ def estimate_main(
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         if fps is not None and not (np.isfinite(fps) and 0 < fps <= 1000):
             raise ValueError(f"--fps must be in (0, 1000], got {fps}")
-        _output_file(out_csv, ".csv")
+        output_file(out_csv, ".csv")
         if render is not None:
             render = Path(render)
-            _output_file(render, ".mp4")
-            from ..cli import _need
+            output_file(render, ".mp4")
+            from ..cli_support import need
 
-            _need("imageio_ffmpeg")
+            need("imageio_ffmpeg")
         kind, frames, total, rate = _frames(input, fps)
         net = _load_model(model)
         estimator = _Estimate(net, kind, cropped, refine, detect_every, rig)
@@ -300,11 +300,11 @@ def estimate_main(
                 yield from flush()
 
         files: dict[str, Path] = {}
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             if renderer is not None:
                 from ..io.video import write_video
 
-                with _atomic_file(render) as tmp_video:
+                with atomic_file(render) as tmp_video:
                     try:
                         write_video(tmp_video, composites(bar), rate)
                     except ValueError as e:  # "no frames to write": reported below as no frames estimated
@@ -322,7 +322,7 @@ def estimate_main(
 
             track = Track(times=np.arange(len(rows)) / rate, params=np.stack(rows), fps=rate,
                           tracked=np.array(tracked, dtype=bool))
-            with _atomic_file(out_csv) as tmp:
+            with atomic_file(out_csv) as tmp:
                 write_csv(tmp, track)
             files["csv"] = out_csv
     elapsed = time.perf_counter() - t
@@ -373,10 +373,10 @@ def train_main(
 ) -> dict[str, Any]:
     """Train the face estimator on synthetic faces with pseudo or true labels (see
     facecore.estimator.training). Rerun the same command to resume; run it under torchrun for DDP."""
-    from ..cli import _progress, _user_errors
+    from ..cli_support import progress_bar, user_errors
     from .training import TrainConfig, train
 
-    with _user_errors():
+    with user_errors():
         given = {"labels": labels, "data": None if data is None else str(data), "rig": rig, "domain": domain,
                  "resolution": resolution, "data_seed": data_seed, "n": n, "steps": steps,
                  "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps, "loss": loss, "seed": seed,
@@ -389,7 +389,7 @@ def train_main(
             cfg.model = {**cfg.model, "image_size": image_size}
             cfg = TrainConfig.from_dict(cfg.to_dict())  # re-checked
         t = time.perf_counter()
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             result = train(cfg, progress=bar)
     if result["rank"] == 0:
         m = result["metrics"]
@@ -419,16 +419,16 @@ def eval_main(
     """Evaluate an estimator against synthetic truth (MAE per region and channel, rare-action AUC,
     asymmetry, calibration, vertex and landmark error) and print the Markdown table. The crops come
     from the samples' landmark boxes, as in training."""
-    from ..cli import _atomic_file, _output_file, _user_errors
+    from ..cli_support import atomic_file, output_file, user_errors
     from .metrics import evaluate, format_table
     from .predict import boxes_from_landmarks
 
-    with _user_errors():
+    with user_errors():
         if out is not None:
             out = Path(out)
             if out.suffix.lower() not in (".md", ".json"):
                 raise ValueError(f"--out must be a .md or .json file, got {out}")
-            _output_file(out, out.suffix.lower())
+            output_file(out, out.suffix.lower())
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"--batch must be an integer >= 1, got {batch!r}")
         from .. import synth
@@ -461,7 +461,7 @@ def eval_main(
         result = evaluate(np.concatenate(preds), samples, batch=batch)
         table = format_table({name: result})
         if out is not None:
-            with _atomic_file(out) as tmp:
+            with atomic_file(out) as tmp:
                 text = table + "\n" if out.suffix.lower() == ".md" else json.dumps(
                     {name: result}, indent=2, default=float) + "\n"
                 tmp.write_text(text, encoding="utf-8")

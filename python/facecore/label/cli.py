@@ -8,14 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ..cli_support import fail
+
 app = typer.Typer(no_args_is_help=True, help="The pairwise preference labeling web app.")
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The SQLite database file (created when missing).")]
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
 
 
 def _db(path: Path):
@@ -24,7 +21,7 @@ def _db(path: Path):
     try:
         return Database(path)
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command("serve")
@@ -47,7 +44,7 @@ def serve_cmd(
         serve(db, host=host, port=port, admin_token=admin_token, judgments_per_task=judgments_per_task,
               break_every_trials=break_every_trials, break_every_minutes=break_every_minutes)
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command("add-annotator")
@@ -59,7 +56,7 @@ def add_annotator_cmd(name: Annotated[str, typer.Argument(help="The annotator's 
     try:
         out = _db(db).add_annotator(name)
     except Invalid as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"annotator_id: {out['annotator_id']}\ntoken: {out['token']}")
 
 
@@ -85,7 +82,7 @@ def load_cmd(
         mixed = loader.mix(batch, gold_tasks, gold_every=gold_every, repeat_every=repeat_every, seed=seed)
         ids = loader.load(store, mixed)
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     kinds = [t.get("meta", {}).get("kind", "pair") for t in mixed]
     typer.echo(f"loaded {len(ids)} tasks ({kinds.count('gold')} gold, {kinds.count('repeat')} repeats)")
 
@@ -113,7 +110,7 @@ def import_cmd(file: Annotated[Path, typer.Argument(help="A JSONL file written b
     try:
         counts = import_jsonl(store, file)
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 

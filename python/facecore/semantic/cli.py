@@ -72,13 +72,13 @@ def describe_cmd(
                                           "{\"response\": <released-style answer>} records"),
 ) -> None:
     """Stage 1: describe ARKit parameters as structured FACS analyses (deterministic)."""
-    from ..cli import _echo_warnings, _user_errors
+    from ..cli_support import echo_warnings, user_errors
     from . import answer_text, describe, quantize
 
-    with _user_errors():
+    with user_errors():
         if form not in ("json", "markdown"):
             raise ValueError(f"--form must be 'json' or 'markdown', got {form!r}")
-        with _echo_warnings():
+        with echo_warnings():
             params, times = _read_params(src)
         lines = []
         for i, p in enumerate(params):
@@ -112,15 +112,15 @@ def to_csv_cmd(
 ) -> None:
     """Convert SemanticFace answers to a Live Link Face CSV, as the released jsonl2csv does
     (1 frame per second, BlendshapeCount 61, missing channels 0)."""
-    from ..cli import _echo_warnings, _user_errors
+    from ..cli_support import echo_warnings, user_errors
     from ..io import semanticface_to_csv
 
-    with _user_errors():
+    with user_errors():
         if not answers.is_file():
             raise FileNotFoundError(f"input not found: {answers}")
         if out.is_dir():
             raise IsADirectoryError(f"output {out} is a folder; give a file name")
-        with _echo_warnings():
+        with echo_warnings():
             n = semanticface_to_csv(answers, out, on_error="raise" if strict else "skip")
     typer.echo(f"wrote {out} ({n} frames)", err=True)
 

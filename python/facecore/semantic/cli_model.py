@@ -38,10 +38,10 @@ def train_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
 ) -> None:
     """Stage 2: train the face-reading model (variants R, T0, T1) on synthetic renders."""
-    from ..cli import _progress, _user_errors
+    from ..cli_support import progress_bar, user_errors
     from .training import SemanticConfig, train
 
-    with _user_errors():
+    with user_errors():
         given = {"out": str(out), "variant": variant, "model": None if model is None else str(model),
                  "steps": steps, "batch_size": batch_size, "lr": lr, "loss": loss, "domain": domain,
                  "rig": rig, "resolution": resolution, "seed": seed, "device": device, "resume": resume,
@@ -51,7 +51,7 @@ def train_cmd(
         if attention is not None:
             cfg.vlm = {**cfg.vlm, "attn_implementation": attention}
             cfg.__post_init__()
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             result = train(cfg, progress=bar)
     if result["rank"] == 0:
         typer.echo(f"trained {cfg.variant} for {result['step']} steps; last loss "
@@ -71,11 +71,11 @@ def predict_cmd(
     from PIL import Image
 
     from .. import arkit
-    from ..cli import _user_errors
+    from ..cli_support import user_errors
     from ..io.semanticface import parse_semanticface
     from .inference import load
 
-    with _user_errors():
+    with user_errors():
         missing = [str(p) for p in images if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"image(s) not found: {', '.join(missing)}")
@@ -111,12 +111,12 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N")] = "cpu",
 ) -> None:
     """Evaluate models on synthetic splits; prints a Markdown table (mean ± 95 % interval)."""
-    from ..cli import _user_errors
+    from ..cli_support import user_errors
     from .evaluation import evaluate, format_table
     from .inference import load
     from .training import SemanticConfig
 
-    with _user_errors():
+    with user_errors():
         wanted = [s.strip() for s in splits.split(",") if s.strip()]
         results = {}
         for path in model:

@@ -42,10 +42,10 @@ def synth_main(
 
     Rerun the same command to resume (finished shards are skipped); run it on N machines with
     --shard 0/N ... --shard N-1/N to split one dataset with no coordination."""
-    from ..cli import _progress, _user_errors
+    from ..cli_support import progress_bar, user_errors
     from .dataset import _parse_shard, write_dataset
 
-    with _user_errors():
+    with user_errors():
         k, of = _parse_shard(shard)
         if device != "cpu":
             import torch
@@ -54,7 +54,7 @@ def synth_main(
             if dev.type == "cuda" and not torch.cuda.is_available():
                 raise ValueError(f"--device {device}: no CUDA device is available")
         t = time.perf_counter()
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             result = write_dataset(out, n, rig=rig, domain=domain, resolution=resolution, seed=seed,
                                    shard=(k, of), samples_per_shard=samples_per_shard, clips=clips,
                                    frames=frames, fps=fps, batch=batch, progress=bar, maps=maps,

@@ -10,45 +10,16 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import typer
 
+from ..cli_support import progress_bar, user_errors
+
 app = typer.Typer(no_args_is_help=True,
                   help="Controllable face video diffusion and the synthetic-data study.")
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """User errors (bad files, options) -> one ``error:`` line and exit status 1, no traceback."""
-    try:
-        yield
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        typer.echo(f"error: {msg}", err=True)
-        raise typer.Exit(1) from None
-
-
-@contextmanager
-def _bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    tasks: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=False) as bar:
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
 
 
 @app.command("train")
@@ -67,12 +38,12 @@ def train_main(
     run it under torchrun for DDP."""
     from .training import VideoTrainConfig, train
 
-    with _errors():
+    with user_errors():
         given = {"out": None if out is None else str(out), "steps": steps, "device": device,
                  "stop_after": stop_after, "resume": resume}
         cfg = VideoTrainConfig.from_file(config, **{k: v for k, v in given.items() if v is not None})
         t = time.perf_counter()
-        with _bar(progress) as bar:
+        with progress_bar(progress) as bar:
             result = train(cfg, progress=bar)
     if result["rank"] == 0:
         m = result["metrics"]
@@ -149,7 +120,7 @@ def sample_main(
     from ..io.video import write_video
     from .model import VideoDiffusion
 
-    with _errors():
+    with user_errors():
         if not 0 < fps <= 240:
             raise ValueError(f"--fps must be in (0, 240], got {fps}")
         if max_frames is not None and max_frames < 1:

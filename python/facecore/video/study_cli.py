@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from ..cli_support import user_errors
+
 
 def _overrides(items: list[str] | None) -> dict:
     import yaml
@@ -37,17 +39,10 @@ def study_main(
     and plots per question, MP4 grids."""
     from .study import StudyConfig, run_study
 
-    try:
+    with user_errors():  # bad config, bad files or a folder holding another study
         base = {} if config is None else StudyConfig.load(config).to_dict()
         cfg = StudyConfig.from_dict({**base, **_overrides(set_)}, source=str(config or "--set"))
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    try:
         result = run_study(cfg, out, log=typer.echo)
-    except (ValueError, FileNotFoundError) as e:  # bad files or a folder holding another study
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"report: {result['report']}")
 
 
