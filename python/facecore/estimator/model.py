@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import arkit
+from ..config_files import config_from_dict
 from ..nn import TransformerBlock
 
 FORMAT = "facecore.estimator"
@@ -94,11 +95,7 @@ class EstimatorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EstimatorConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"EstimatorConfig: unknown keys {unknown}; expected some of {sorted(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import arkit
+from ..config_files import config_from_dict, read_config_file
 from ..losses import gaussian_logprob
 from ..training_utils import (
     EMA,
@@ -186,34 +187,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown keys {unknown}; expected some of {sorted(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
         """Read a ``.json`` or ``.yaml``/``.yml`` config; ``overrides`` replace its fields."""
-        from ..io.errors import FormatError, json_loads, read_text
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"train config not found: {path}")
-        text = read_text(path)
-        if path.suffix.lower() == ".json":
-            obj = json_loads(text, path=path)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            try:
-                obj = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise FormatError(f"not YAML ({str(e).splitlines()[0]})", path=path) from None
-        else:
-            raise ValueError(f"train config must be .json, .yaml or .yml, got {path}")
-        if not isinstance(obj, Mapping):
-            raise FormatError("expected a mapping of TrainConfig fields", path=path)
+        obj = read_config_file(path, "train config", "TrainConfig")
         return cls.from_dict({**obj, **overrides})
 
     def to_dict(self) -> dict[str, Any]:

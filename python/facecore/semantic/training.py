@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import arkit
+from ..config_files import config_from_dict, read_config_file
 from ..ops.linear_logprobs import linear_logprobs
 from ..training_utils import (
     all_mean,
@@ -139,28 +140,12 @@ class SemanticConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SemanticConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SemanticConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
+        return config_from_dict(cls, d)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> SemanticConfig:
-        from ..io.errors import FormatError
-
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            obj = json.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            obj = yaml.safe_load(text)
-        else:
-            raise ValueError(f"semantic train config must be .json, .yaml or .yml, got {path}")
-        if not isinstance(obj, Mapping):
-            raise FormatError("expected a mapping of SemanticConfig fields", path=path)
+        """Read a ``.json`` or ``.yaml``/``.yml`` config; ``overrides`` replace its fields."""
+        obj = read_config_file(path, "semantic train config", "SemanticConfig")
         return cls.from_dict({**obj, **overrides})
 
     def to_dict(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config_files import config_from_dict
 from ..nn import RelativePositionBias1d, RelativePositionBias2d
 from ..ops.attention import attention as facecore_attention
 from .schedule import NoiseSchedule
@@ -117,14 +118,7 @@ class VideoDiffusionConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> VideoDiffusionConfig:
         if isinstance(d, VideoDiffusionConfig):
             return d
-        if not isinstance(d, Mapping):
-            raise ValueError(f"VideoDiffusionConfig: expected a dict of fields, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"VideoDiffusionConfig: unknown keys {unknown}; "
-                             f"expected some of {sorted(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

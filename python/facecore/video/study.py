@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config_files import config_from_dict, read_config_file
 from . import metrics as M
 from .data import ClipDataset, render_stills
 from .select import METHODS, select
@@ -133,29 +134,12 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "study config") -> StudyConfig:
-        if not isinstance(d, Mapping):
-            raise ValueError(f"{source}: expected a mapping of StudyConfig fields, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{source}: unknown keys {unknown}; expected some of {sorted(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d, source)
 
     @classmethod
     def load(cls, path: str | Path) -> StudyConfig:
         """A YAML or JSON file of fields."""
-        import yaml
-
-        from ..io.errors import FormatError
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"study config not found: {path}")
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise FormatError(f"not valid YAML/JSON ({e})", path=path) from None
-        return cls.from_dict(d, source=str(path))
+        return cls.from_dict(read_config_file(path, "study config", "StudyConfig"), source=str(path))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

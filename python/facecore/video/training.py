@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config_files import config_from_dict, read_config_file
 from ..training_utils import (
     EMA,
     all_mean,
@@ -173,35 +174,15 @@ class VideoTrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VideoTrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"VideoTrainConfig: unknown keys {unknown}; expected some of {sorted(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> VideoTrainConfig:
         """Read a ``.json`` or ``.yaml``/``.yml`` config; ``overrides`` replace its fields."""
-        from ..io.errors import FormatError, json_loads, read_text
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"video train config not found: {path}")
-        text = read_text(path)
-        if path.suffix.lower() == ".json":
-            obj = json_loads(text, path=path)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            try:
-                obj = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise FormatError(f"not YAML ({str(e).splitlines()[0]})", path=path) from None
-        else:
-            raise ValueError(f"video train config must be .json, .yaml or .yml, got {path}")
-        if not isinstance(obj, Mapping):
-            raise FormatError("expected a mapping of VideoTrainConfig fields", path=path)
+        obj = read_config_file(path, "video train config", "VideoTrainConfig")
         if "dataset" in obj:
+            from ..io.errors import FormatError
+
             raise FormatError("'dataset' cannot come from a file (it is a Python iterable); use "
                               "'domains' and 'n'", path=path)
         return cls.from_dict({**obj, **overrides})
