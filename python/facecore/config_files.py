@@ -5,14 +5,17 @@ is a :class:`~facecore.io.errors.FormatError` naming it."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
-__all__ = ["config_from_dict", "read_config_file"]
+__all__ = ["check_real", "check_whole", "config_from_dict", "read_config_file"]
 
 
 def config_from_dict(cls: type[T], d: Any, source: str | None = None) -> T:
@@ -54,3 +57,19 @@ def read_config_file(path: str | os.PathLike, what: str, fields_of: str) -> dict
     if not isinstance(obj, Mapping):
         raise FormatError(f"expected a mapping of {fields_of} fields", path=path)
     return dict(obj)
+
+
+def check_whole(what: str, v: Any, lo: int, none_ok: bool = False) -> int | None:
+    """``v`` as an int >= ``lo`` (None passes when ``none_ok``); ValueError naming ``what`` otherwise."""
+    if v is None and none_ok:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{what} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def check_real(what: str, v: Any, lo: float, hi: float = math.inf) -> float:
+    """``v`` as a float in ``[lo, hi]``; ValueError naming ``what`` otherwise (NaN fails)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not lo <= v <= hi:
+        raise ValueError(f"{what} must be a number in [{lo}, {hi}], got {v!r}")
+    return float(v)

@@ -10,15 +10,15 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["EMA", "all_mean", "atomic_save", "barrier", "choose_device", "dist_setup", "read_checkpoint",
-           "rng_state", "seed_of", "set_rng_state", "warmup_cosine"]
+__all__ = ["EMA", "all_mean", "atomic_save", "atomic_write", "barrier", "choose_device", "dist_setup",
+           "read_checkpoint", "rng_state", "seed_of", "set_rng_state", "warmup_cosine"]
 
 
 def dist_setup() -> tuple[int, int, bool]:
@@ -115,18 +115,24 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``: a reader (or a
-    crash) never sees a half-written checkpoint."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``: a reader (or a
+    crash) never sees a half-written file. The parent folder is created."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def warmup_cosine(step: int, steps: int, warmup_steps: int, floor: float) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from torch import nn
 from .. import arkit
 from ..config_files import config_from_dict
 from ..nn import TransformerBlock
+from ..training_utils import atomic_write
 
 FORMAT = "facecore.estimator"
 FORMAT_VERSION = 1
@@ -238,18 +238,9 @@ class Estimator(nn.Module):
         ``path`` renamed into place, so a reader never sees half a checkpoint)."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
         header = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={_META_KEY: json.dumps(header)})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(header)}))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> Estimator:

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import arkit
-from ..config_files import config_from_dict, read_config_file
+from ..config_files import check_real, check_whole, config_from_dict, read_config_file
 from ..losses import gaussian_logprob
 from ..training_utils import (
     EMA,
@@ -140,18 +140,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         def whole(name: str, lo: int, none_ok: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and none_ok:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"TrainConfig.{name} must be an integer >= {lo}, got {v!r}")
-            setattr(self, name, int(v))
+            setattr(self, name, check_whole(f"TrainConfig.{name}", getattr(self, name), lo, none_ok))
 
         def real(name: str, lo: float, hi: float = math.inf) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise ValueError(f"TrainConfig.{name} must be a number in [{lo}, {hi}], got {v!r}")
-            setattr(self, name, float(v))
+            setattr(self, name, check_real(f"TrainConfig.{name}", getattr(self, name), lo, hi))
 
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
             whole(name, 1)

@@ -43,7 +43,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from torch import nn
 from ..config_files import config_from_dict
 from ..nn import RelativePositionBias1d, RelativePositionBias2d
 from ..ops.attention import attention as facecore_attention
+from ..training_utils import atomic_write
 from .schedule import NoiseSchedule
 
 MOTIONS = ("maps", "params")
@@ -496,18 +496,9 @@ class VideoDiffusion(nn.Module):
         """Write the weights and config to one safetensors file, atomically."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.state_dict().items()}
         header = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={_META_KEY: json.dumps(header)})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(header)}))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu",

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config_files import config_from_dict, read_config_file
+from ..config_files import check_real, check_whole, config_from_dict, read_config_file
 from ..training_utils import (
     EMA,
     all_mean,
@@ -113,18 +113,10 @@ class VideoTrainConfig:
 
     def __post_init__(self) -> None:
         def whole(name: str, lo: int, none_ok: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and none_ok:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"VideoTrainConfig.{name} must be an integer >= {lo}, got {v!r}")
-            setattr(self, name, int(v))
+            setattr(self, name, check_whole(f"VideoTrainConfig.{name}", getattr(self, name), lo, none_ok))
 
         def real(name: str, lo: float, hi: float = math.inf) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise ValueError(f"VideoTrainConfig.{name} must be a number in [{lo}, {hi}], got {v!r}")
-            setattr(self, name, float(v))
+            setattr(self, name, check_real(f"VideoTrainConfig.{name}", getattr(self, name), lo, hi))
 
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "frames"):
             whole(name, 1)
