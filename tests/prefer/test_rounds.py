@@ -95,10 +95,10 @@ def test_cli_prefer_run_and_eval(tmp_path, tiny_checkpoint):
     assert res.exit_code == 0 and "| 1 |" in res.output
     res = runner.invoke(app, ["prefer", "run", "--init", str(tmp_path / "none.safetensors"), "-o",
                               str(tmp_path / "bad"), "--pool", "sim:5", "--eval-pool", "sim:5"])
-    assert res.exit_code == 2 and "not found" in res.output
+    assert res.exit_code == 1 and "not found" in res.output
     res = runner.invoke(app, ["prefer", "run", "--init", str(tiny_checkpoint), "-o", str(tmp_path / "bad"),
                               "--pool", "sim:99"])
-    assert res.exit_code == 2 and "[5, 13]" in res.output
+    assert res.exit_code == 1 and "[5, 13]" in res.output
 
 
 def test_candidates_explore_dead_channels():

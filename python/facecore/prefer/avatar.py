@@ -2,7 +2,13 @@
 
 Candidates are rendered on one fixed face -- a built-in rig (``"ict"`` by default) with its neutral
 identity, a frontal camera framed on the 68 landmarks (brows to chin), default lights -- so that a judgment
-compares expressions, not identities or viewpoints. Each rasterized triangle belongs to one region:
+compares expressions, not identities or viewpoints. With ``frontal=True`` the head pose channels are also
+zeroed before rendering (truth and candidates alike), so the head always faces the camera: on this pixel
+distance a head-pose offset of 0.05 moves a region's distance by about 0.3, as much as JawOpen 0 -> 1.5
+and ten times BrowInnerUp 0 -> 0.3, so with the pose rendered every expression judgment is mostly a
+judgment of the pose (measured in docs/prefer.md). The frontal render judges expressions and gaze only,
+and the head pose is left to the estimator (see ``keep_pose`` / ``anchor_weight`` in
+:class:`facecore.prefer.RoundConfig`). Each rasterized triangle belongs to one region:
 
 * a vertex is ``"upper"`` when the upper-face blendshapes (:func:`facecore.arkit.group` ``"upper_face"``)
   move it more than the lower-face ones, ``"lower"`` otherwise; eyeballs are upper, teeth, gums and
@@ -33,10 +39,10 @@ class CanonicalAvatar:
 
     ``rig``: a built-in name or a :class:`facecore.rig.FaceRig` (its neutral identity is used).
     ``resolution``: square side in pixels (64-96 keeps judging cheap on a CPU). ``margin``: framing
-    margin around the moving face.
+    margin around the moving face. ``frontal``: render every face with zero head pose (module docstring).
     """
 
-    def __init__(self, rig="ict", resolution: int = 64, *, margin: float = 1.0):
+    def __init__(self, rig="ict", resolution: int = 64, *, margin: float = 1.0, frontal: bool = False):
         from ..render import Camera, Renderer
         from ..rig import FaceRig, builtin_rig
 
@@ -50,6 +56,9 @@ class CanonicalAvatar:
                             f"{type(rig).__name__}")
         self.rig = rig.to(dtype=torch.float32)
         self.resolution = resolution
+        if not isinstance(frontal, bool):
+            raise ValueError(f"CanonicalAvatar: frontal must be True or False, got {frontal!r}")
+        self.frontal = frontal
         upper_v, frame = self._vertex_regions()
         tri = self.rig.triangles.long()
         # [T] True where the triangle is upper-face (majority of its vertices)
@@ -98,6 +107,9 @@ class CanonicalAvatar:
             raise ValueError("CanonicalAvatar.render: params contain NaN or infinite values")
         low, high = torch.from_numpy(np.array(arkit.LOW)), torch.from_numpy(np.array(arkit.HIGH))
         p = torch.maximum(torch.minimum(p, high), low)
+        if self.frontal:
+            p = p.clone()
+            p[:, torch.tensor([int(i) for i in arkit.group("head_pose")])] = 0.0
         out = self.renderer(p)
         alpha = out.alpha[..., 0].clamp(0, 1)
         tid = out.triangle_id

@@ -7,27 +7,15 @@ per-round table of a run. Both only parse options into a :class:`~facecore.prefe
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..cli_support import user_errors
+
 app = typer.Typer(no_args_is_help=True, help="Preference optimisation rounds (simulated or human judgments).")
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Bad input becomes one line on stderr and exit status 2, not a traceback."""
-    from ..io.errors import FormatError
-
-    try:
-        yield
-    except (ValueError, FileNotFoundError, FormatError, ImportError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("run")
@@ -62,7 +50,7 @@ def run_main(
     (simulated) pool, a per-region reward model, region-wise DPO; one folder per round, resumable."""
     from .rounds import RoundConfig, run_rounds
 
-    with _user_errors():
+    with user_errors():
         given = {"init": None if init is None else str(init), "rounds": rounds, "pool": pool,
                  "eval_pool": eval_pool, "app": app_url, "app_token": app_token, "mode": mode,
                  "images": images, "eval_images": eval_images, "pairs": pairs, "k": k, "steps": steps,
@@ -89,7 +77,7 @@ def eval_main(
     """Print the per-round table (held-out metrics, win rate vs round 0) of a preference run."""
     from .rounds import format_rounds
 
-    with _user_errors():
+    with user_errors():
         if not (run / "round_00" / "metrics.json").is_file():
             raise FileNotFoundError(f"{run}: no round_00/metrics.json (not a `facecore prefer run` folder)")
         results = []

@@ -242,7 +242,8 @@ def http_judge(config):
         raise ValueError("judging over HTTP needs the app URL (--app) and its admin token (--app-token)")
     admin = LabelClient(config.app, config.app_token)
     pool = parse_pool(config.pool, config.pool_seed, "train")
-    avatar = CanonicalAvatar(config.rig, max(config.avatar_resolution, 96))  # what people see
+    avatar = CanonicalAvatar(config.rig, max(config.avatar_resolution, 96),  # what people see
+                             frontal=config.avatar_frontal)
     tokens: dict = {}
     state = {"round": 0}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import arkit
+from ..training_utils import atomic_write
 
 FORMAT = "facecore.prefer.reward"
 _META_KEY = "facecore_reward"
@@ -175,18 +175,10 @@ class RewardModel(nn.Module):
         """One safetensors file, written atomically."""
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {"format": FORMAT, "version": 1, "regions": list(self.regions),
                   "feature_dim": self.feature_dim, "hidden": self.hidden}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={_META_KEY: json.dumps(header)})
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(header)}))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RewardModel:

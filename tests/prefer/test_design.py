@@ -1,0 +1,139 @@
+"""Pair design, pose handling and dead-channel revival: the fixes for the head-pose drift and the dead
+channels measured in docs/prefer.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facecore import arkit
+from facecore.estimator import Estimator
+from facecore.losses import region_dpo_loss
+from facecore.prefer import RoundConfig, run_round, sample_candidates, sample_pairs
+from facecore.prefer.regions import REGION_CHANNELS, channel_mask
+from facecore.prefer.rounds import revive_saturated
+
+from .conftest import tiny_config
+
+HEAD = list(arkit.GROUP_INDICES["pose"])  # head and eye pose
+
+
+def _policy(n=64):
+    mean = torch.full((n, 61), 0.2)
+    mean[:, 52:] = 0.1
+    return mean, torch.full((n, 61), float(np.log(0.2)))
+
+
+def test_region_design_pairs_differ_only_in_one_region_each():
+    mean, log_std = _policy()
+    cand, kind, where = sample_candidates(mean, log_std, 6, rng=np.random.default_rng(0), design="region",
+                                          keep_pose=True)
+    m = mean.numpy()
+    assert (where[:, 0] == -1).all() and set(np.unique(where[:, 1:])) <= {0, 1}
+    for i in range(cand.shape[0]):
+        for j in range(1, 6):
+            moved = np.nonzero(np.abs(cand[i, j] - m[i]) > 1e-7)[0]
+            own = REGION_CHANNELS[("upper", "lower")[where[i, j]]]
+            assert set(moved) <= set(own) - set(HEAD)  # one region, never the head pose
+    assert (np.abs(cand[:, 1:, :52] - m[:, None, :52]) > 1e-3).any(-1).mean() > 0.9  # they do move
+
+
+def test_region_design_gives_zero_dpo_gradient_on_channels_a_pair_does_not_vary():
+    mean, log_std = _policy(40)
+    cand, _, where = sample_candidates(mean, log_std, 4, rng=np.random.default_rng(1), design="region",
+                                       keep_pose=True)
+    pairs = sample_pairs(40, 4, 80, np.random.default_rng(2))
+    a = torch.from_numpy(cand[pairs[:, 0], pairs[:, 1]])
+    b = torch.from_numpy(cand[pairs[:, 0], pairs[:, 2]])
+    pref = torch.from_numpy(np.random.default_rng(3).integers(0, 2, (80, 2)).astype(np.float32))
+    mu = mean[pairs[:, 0]].clone().requires_grad_(True)
+    loss, _ = region_dpo_loss(mu, mean[pairs[:, 0]] + 0.01, a, b, pref, channel_mask(("upper", "lower")),
+                              log_std=float(np.log(0.25)), beta=0.1)
+    loss.backward()
+    same = (a == b).numpy()
+    assert (mu.grad.numpy()[same] == 0).all()  # exactly zero where the pair is identical
+    assert (mu.grad[:, HEAD] == 0).all()
+    assert (mu.grad.abs().numpy()[~same] > 0).mean() > 0.5
+    # The independent design moves the head pose with every pair (the drift this design removes).
+    cand_i, _, _ = sample_candidates(mean, log_std, 4, rng=np.random.default_rng(1))
+    ai = torch.from_numpy(cand_i[pairs[:, 0], pairs[:, 1]])
+    bi = torch.from_numpy(cand_i[pairs[:, 0], pairs[:, 2]])
+    mu.grad = None
+    loss, _ = region_dpo_loss(mu, mean[pairs[:, 0]] + 0.01, ai, bi, pref, channel_mask(("upper", "lower")),
+                              log_std=float(np.log(0.25)), beta=0.1)
+    loss.backward()
+    assert (mu.grad[:, HEAD].abs() > 0).float().mean() > 0.5
+
+
+def test_keep_pose_independent_design_and_bad_design():
+    mean, log_std = _policy()
+    cand, _, _ = sample_candidates(mean, log_std, 5, rng=np.random.default_rng(0), keep_pose=True)
+    assert (cand[:, :, HEAD] == mean.numpy()[:, None, HEAD]).all()
+    assert (np.abs(cand[:, 1:, :52] - mean.numpy()[:, None, :52]) > 1e-3).mean() > 0.9
+    with pytest.raises(ValueError, match="design must be one of"):
+        sample_candidates(mean, log_std, 5, rng=np.random.default_rng(0), design="pose")
+    with pytest.raises(ValueError, match="perturbs 'upper' or 'lower'"):
+        sample_candidates(mean, log_std, 5, rng=np.random.default_rng(0), design="region", regions=("face",))
+    with pytest.raises(ValueError, match="pair_design"):
+        RoundConfig(pair_design="pose")
+    with pytest.raises(ValueError, match="anchor_weight"):
+        RoundConfig(anchor_weight=-1.0)
+    with pytest.raises(ValueError, match="revive"):
+        RoundConfig(revive=0.7)
+
+
+def test_frontal_avatar_ignores_head_pose():
+    from facecore.prefer import CanonicalAvatar, region_distances
+
+    p = torch.zeros(2, 61)
+    p[1, 52:55] = torch.tensor([0.1, -0.05, 0.05])  # head pose
+    front = CanonicalAvatar("ict", 24, frontal=True)
+    r = front.render(p)
+    assert torch.equal(r["image"][0], r["image"][1])
+    posed = CanonicalAvatar("ict", 24).render(p)
+    one = lambda rr, i: {k: v[i:i + 1] for k, v in rr.items()}  # noqa: E731
+    assert float(region_distances(one(posed, 1), one(posed, 0)).min()) > 0.01
+    p[1, arkit.index("JawOpen")] = 1.0  # an expression still shows
+    r = front.render(p)
+    assert float(region_distances(one(r, 1), one(r, 0))[0, 1]) > 0.05
+    with pytest.raises(ValueError, match="frontal"):
+        CanonicalAvatar("ict", 24, frontal=1)
+
+
+def test_revive_saturated_unsticks_a_dead_channel(tiny_checkpoint):
+    policy = Estimator.load(tiny_checkpoint)
+    c = arkit.index("TongueOut")
+    with torch.no_grad():
+        policy.head.bias[c] = -12.0  # saturated: mean ~ 6e-6, sigmoid slope ~ 6e-6
+    crops = torch.rand(6, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    revived, names = revive_saturated(policy, crops, 0.05)
+    assert "TongueOut" in names and revived is not policy
+    with torch.no_grad():
+        before = policy(policy.normalize(crops))[0]
+        after = revived(revived.normalize(crops))[0]
+    assert float(before[:, c].max()) < 1e-4 and 0.02 < float(after[:, c].median()) < 0.1
+    others = [i for i in range(61) if arkit.NAMES[i] not in names]
+    assert torch.equal(before[:, others], after[:, others])
+    same, none = revive_saturated(revived, crops, 0.05)
+    assert same is revived and none == []
+    with pytest.raises(ValueError, match="level"):
+        revive_saturated(policy, crops, 0.0)
+
+
+def test_round_with_region_design_keeps_head_pose(tmp_path, tiny_checkpoint, avatar):
+    cfg = tiny_config(tmp_path / "run", tiny_checkpoint, steps=6, pair_design="region", keep_pose=True,
+                      kl_weight=0.0, anchor_weight=10.0, revive=0.05, reward=False, head_lr=1e-2)
+    policy = Estimator.load(tiny_checkpoint)
+    res = run_round(policy, cfg, 1, avatar=avatar)
+    crops = torch.rand(4, 32, 32, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        m0 = policy(policy.normalize(crops))[0]
+        m1 = res.policy(res.policy.normalize(crops))[0]
+    assert res.metrics["dpo_loss_after"] <= res.metrics["dpo_loss_before"] + 1e-6
+    assert isinstance(res.metrics["revived"], list)
+    assert float((m1[:, :52] - m0[:, :52]).abs().max()) > float((m1[:, HEAD] - m0[:, HEAD]).abs().max())
+    # keep_pose holds the head-pose read-out rows exactly; the other rows move (head_lr).
+    assert torch.equal(res.policy.head.weight[HEAD], policy.head.weight[HEAD])
+    assert torch.equal(res.policy.head.bias[HEAD], policy.head.bias[HEAD])
+    assert not torch.equal(res.policy.head.weight[:52], policy.head.weight[:52])
