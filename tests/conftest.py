@@ -42,3 +42,13 @@ def gen() -> torch.Generator:
     g = torch.Generator().manual_seed(seed)
     print(f"torch generator seed: {seed}")
     return g
+
+
+@pytest.fixture
+def one_thread():
+    """torch at one thread for the test (tiny trainings: no thread-pool overhead, no oversubscription
+    when tests run beside other work); the previous setting is restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

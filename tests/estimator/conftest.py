@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 # A network small enough to train a few steps in a test (the real default is EstimatorConfig()).
 TINY = dict(image_size=32, channels=[8, 8, 16, 16], dim=16, depth=1, heads=2, groups=4)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here runs at one torch thread (tests/conftest.py)."""

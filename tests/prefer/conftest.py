@@ -5,16 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-# The estimator tests' tiny network (tests/estimator/conftest.py), small enough for a few DPO steps.
-TINY = dict(image_size=32, channels=[8, 8, 16, 16], dim=16, depth=1, heads=2, groups=4)
+from ..estimator.conftest import TINY  # the estimator tests' tiny network, small enough for a few DPO steps
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here runs at one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -6,20 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from facecore.cli import app
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(image_size=16, frames=4, patch_size=4, dim=32, depth=1, heads=2, guider_channels=8)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _csv(path, frames: int = 6, fps: float = 30.0):

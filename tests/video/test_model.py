@@ -10,16 +10,9 @@ import torch
 from facecore.io.errors import FormatError
 from facecore.video.model import VideoDiffusion, VideoDiffusionConfig, biased_attention
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(image_size=16, frames=4, patch_size=4, dim=32, depth=2, heads=2, guider_channels=8)
 S, T = 16, 4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _randomised(model: VideoDiffusion, seed: int = 0, skip: tuple[str, ...] = ()) -> VideoDiffusion:

@@ -12,15 +12,8 @@ import torch
 from facecore.video.model import VideoDiffusion
 from facecore.video.training import VideoTrainConfig, load_checkpoint, render_clip, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(image_size=16, frames=4, patch_size=4, dim=32, depth=1, heads=2, guider_channels=8)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cfg(out, **kw) -> VideoTrainConfig:
