@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 __all__ = ["EMA", "all_mean", "atomic_save", "atomic_write", "barrier", "choose_device", "dist_setup",
-           "read_checkpoint", "rng_state", "seed_of", "set_rng_state", "warmup_cosine"]
+           "read_checkpoint", "read_safetensors", "rng_state", "seed_of", "set_rng_state", "warmup_cosine"]
 
 
 def dist_setup() -> tuple[int, int, bool]:
@@ -160,3 +160,36 @@ def read_checkpoint(path: str | os.PathLike, fmt: str, what: str) -> dict[str, A
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         raise FormatError(f"not a {what}", path=path)
     return ckpt
+
+
+def read_safetensors(path: str | os.PathLike, meta_key: str, what: str, hint: str = ""
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(tensors, header)`` of a facecore safetensors file whose metadata holds the JSON header under
+    ``meta_key``: FileNotFoundError when absent, FormatError naming the file when it is not a
+    safetensors file, has no such header (``hint`` says what else it may be) or the header is not a
+    JSON object. ``what`` names the kind of file in the messages."""
+    import json
+
+    from safetensors import safe_open
+
+    from .io.errors import FormatError, excerpt
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        raise FormatError(f"not a safetensors file ({excerpt(str(e), 120)})", path=path) from None
+    if meta_key not in meta:
+        also = f"; {hint}" if hint else ""
+        raise FormatError(f"has no {meta_key!r} header (not a {what}{also})", path=path)
+    try:
+        header = json.loads(meta[meta_key])
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise FormatError(f"its {meta_key!r} header is not a JSON object (not a valid {what})", path=path)
+    return tensors, header

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch import nn
 from .. import arkit
 from ..config_files import config_from_dict
 from ..nn import TransformerBlock
-from ..training_utils import atomic_write
+from ..training_utils import atomic_write, read_safetensors
 
 FORMAT = "facecore.estimator"
 FORMAT_VERSION = 1
@@ -246,24 +245,13 @@ class Estimator(nn.Module):
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> Estimator:
         """Read a file written by :meth:`save` (FileNotFoundError when absent; FormatError naming the
         file when it is not an estimator checkpoint). Returns the model in eval mode."""
-        from safetensors import safe_open
 
         from ..io.errors import FormatError, excerpt
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"estimator checkpoint not found: {path}")
+        tensors, header = read_safetensors(
+            path, _META_KEY, "facecore estimator",
+            "a training checkpoint is read with facecore.estimator.training, not Estimator.load")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-        except Exception as e:  # noqa: BLE001 - safetensors raises several types
-            raise FormatError(f"not a safetensors file ({excerpt(str(e), 120)})", path=path) from None
-        if _META_KEY not in meta:
-            raise FormatError(f"has no {_META_KEY!r} header (not a facecore estimator; a training checkpoint "
-                              "is read with facecore.estimator.training, not Estimator.load)", path=path)
-        try:
-            header = json.loads(meta[_META_KEY])
             if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
                 raise ValueError(f"format {header.get('format')!r} version {header.get('version')!r}, "
                                  f"expected {FORMAT!r} version {FORMAT_VERSION}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import arkit
-from ..training_utils import atomic_write
+from ..training_utils import atomic_write, read_safetensors
 
 FORMAT = "facecore.prefer.reward"
 _META_KEY = "facecore_reward"
@@ -183,18 +182,11 @@ class RewardModel(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike) -> RewardModel:
         """Read :meth:`save`'s file (FileNotFoundError / FormatError naming the file)."""
-        from safetensors import safe_open
 
         from ..io.errors import FormatError
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"reward model not found: {path}")
+        tensors, header = read_safetensors(path, _META_KEY, "facecore reward model")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-            header = json.loads(meta[_META_KEY])
             if header.get("format") != FORMAT:
                 raise ValueError(f"format {header.get('format')!r}, expected {FORMAT!r}")
             model = cls(header["regions"], header["feature_dim"], header["hidden"])

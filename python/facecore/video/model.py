@@ -55,7 +55,7 @@ from torch import nn
 from ..config_files import config_from_dict
 from ..nn import RelativePositionBias1d, RelativePositionBias2d
 from ..ops.attention import attention as facecore_attention
-from ..training_utils import atomic_write
+from ..training_utils import atomic_write, read_safetensors
 from .schedule import NoiseSchedule
 
 MOTIONS = ("maps", "params")
@@ -505,25 +505,14 @@ class VideoDiffusion(nn.Module):
              attention: str | None = None) -> VideoDiffusion:
         """Read a file written by :meth:`save` (a folder: its ``video.safetensors``). ``attention``
         overrides the saved backend. FileNotFoundError when absent, FormatError when not a model."""
-        from safetensors import safe_open
 
         from ..io.errors import FormatError, excerpt
 
         path = Path(path)
         if path.is_dir():
             path = path / "video.safetensors"
-        if not path.is_file():
-            raise FileNotFoundError(f"video model not found: {path}")
+        tensors, header = read_safetensors(path, _META_KEY, "facecore video model")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-        except Exception as e:  # noqa: BLE001 - safetensors raises several types
-            raise FormatError(f"not a safetensors file ({excerpt(str(e), 120)})", path=path) from None
-        if _META_KEY not in meta:
-            raise FormatError(f"has no {_META_KEY!r} header (not a facecore video model)", path=path)
-        try:
-            header = json.loads(meta[_META_KEY])
             if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
                 raise ValueError(f"format {header.get('format')!r} version {header.get('version')!r}, "
                                  f"expected {FORMAT!r} version {FORMAT_VERSION}")
