@@ -104,6 +104,30 @@ def _win(w: dict, k: str) -> str:
     return f"{w[k]['rate']:.3f} [{w[k]['lo']:.3f}, {w[k]['hi']:.3f}]" if k in w else "-"
 
 
+def _baselines(eval_data: dict, init: str, upper: str | None) -> str:
+    """Reference rows on the same held-out faces: round 0, a constant (the sampling prior's per-channel
+    median: no image at all, the best constant under L1) and, with ``--upper``, an estimator trained on
+    the truth. A round that does not beat the constant has not learned to read faces."""
+    from facecore.synth import sample_params
+
+    truth = np.asarray(eval_data["params"], dtype=np.float64)
+    median = np.median(sample_params(20_000, 987_654).numpy().astype(np.float64), 0)
+    preds = {"round 0 (init)": init,
+             "constant: the prior's median (no image)": np.broadcast_to(median, truth.shape)}
+    if upper:
+        preds["estimator trained on truth (--upper)"] = upper
+    lines = ["| reference row | MAE bs | " + " | ".join(MAE_REGIONS) + " |",
+             "|---|---|" + "---|" * len(MAE_REGIONS)]
+    for name, pred in preds.items():
+        if isinstance(pred, str):
+            pred = policy_outputs(Estimator.load(pred), eval_data["crops"])[0].numpy()
+        err = _region_errors(np.asarray(pred), truth)
+        bs = float(np.abs(np.asarray(pred, np.float64) - truth)[:, :52].mean())
+        cells = " | ".join(f"{err[r].mean():.4f}" for r in MAE_REGIONS)
+        lines.append(f"| {name} | {bs:.4f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def _budget_table(rows: list[tuple[int, int, dict]]) -> str:
     lines = ["| seed | judgments | MAE bs | MAE upper | MAE lower | AUC tongue | AUC puff | win upper | "
              "win lower |", "|---|---|---|---|---|---|---|---|---|"]
@@ -147,6 +171,9 @@ def main() -> None:
     ap.add_argument("--eval-images", type=int, help="override the size's held-out images")
     ap.add_argument("--pairs", type=int, help="override the size's judged pairs per round")
     ap.add_argument("--steps", type=int, help="override the size's DPO steps per round")
+    ap.add_argument("--upper", help="an estimator trained on the truth (the upper-bound row)")
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="print only the reference rows (round 0, constant, --upper) on the held-out faces")
     args = ap.parse_args()
     size = dict(SMALL if args.small else FULL)
     for k in ("images", "eval_images", "pairs", "steps"):
@@ -155,6 +182,16 @@ def main() -> None:
     size["relabel_pairs"] = size["pairs"]
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.baselines_only:
+        cfg = RoundConfig(init=args.init, **size)
+        est = Estimator.load(args.init)
+        data = make_images(cfg.eval_images, cfg.eval_seed, image_size=est.config.image_size,
+                           crop_scale=est.config.crop_scale, rig=cfg.rig, domain=cfg.domain,
+                           resolution=cfg.resolution)
+        table = _baselines(data, args.init, args.upper)
+        (out / "baselines.md").write_text(table, encoding="utf-8")
+        print(table)
+        return
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     t_all = time.perf_counter()
     runs: dict[str, dict] = {}
@@ -182,6 +219,7 @@ def main() -> None:
           f"{time.strftime('%Y-%m-%d')}, {platform.node()} ({torch.get_num_threads()} torch threads), "
           f"{minutes:.0f} min in all.", "",
           "Non-default settings: none (RoundConfig defaults); the config of each run is in results.json.", ""]
+    md += ["## Reference rows on the same held-out faces", "", _baselines(eval_data, args.init, args.upper)]
     for name in ("reward", "no-reward"):
         for s in seeds:
             key = f"{name}-s{s}"
