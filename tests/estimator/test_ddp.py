@@ -5,45 +5,29 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from tests.estimator.conftest import TINY
+from tests.gloo import run_gloo
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, out: str) -> None:
+    from facecore.estimator.training import TrainConfig, train
 
-
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        from facecore.estimator.training import TrainConfig, train
-
-        cfg = TrainConfig(out=out, steps=2, batch_size=3, resolution=24, model=TINY, warmup_steps=1,
-                          deterministic=True, tensorboard=False, device="cpu")
-        r = train(cfg)
-        torch.save({"indices": r["last_indices"], "losses": r["losses"],
-                    "weights": r["model"].state_dict()}, os.path.join(out, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    cfg = TrainConfig(out=out, steps=2, batch_size=3, resolution=24, model=TINY, warmup_steps=1,
+                      deterministic=True, tensorboard=False, device="cpu")
+    r = train(cfg)
+    torch.save({"indices": r["last_indices"], "losses": r["losses"],
+                "weights": r["model"].state_dict()}, os.path.join(out, f"rank{rank}.pt"))
 
 
 @pytest.mark.timeout(300)
 def test_two_process_gloo(tmp_path):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
     out = str(tmp_path / "run")
     os.makedirs(out)
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    run_gloo(_worker, out)
     r0, r1 = (torch.load(os.path.join(out, f"rank{r}.pt")) for r in (0, 1))
     assert set(r0["indices"]).isdisjoint(r1["indices"])  # each rank rendered its own samples
     assert r0["losses"] == r1["losses"]  # the logged loss is the mean over ranks

@@ -47,6 +47,11 @@ Why the defaults (measured on the 700-step pseudo-label estimator, 128 images, 1
   (0.0919 -> 0.0918). TongueOut / CheekPuff AUC did not rise (0.60 / 0.32 -> 0.58 / 0.34): reviving
   makes them movable, it does not by itself make them learned.
 
+Under ``torchrun`` (DDP) every rank runs the same round (every draw is seeded, so images, candidates,
+judgments and the reward model are identical), trains on its slice of each DPO batch and averages the
+gradients, so all ranks take the same steps; rank 0 alone evaluates and writes the files (a 2-process
+gloo test). Judging through the labeling app (``app``) runs in one process only.
+
 :func:`run_rounds` writes ``out/round_NN/``: ``judgments.jsonl`` (the labeling app's export shape),
 ``candidates.npz``, ``reward.safetensors``, ``policy.safetensors`` (atomic), ``metrics.json`` (training,
 held-out metrics against truth, win rate against round 0 judged by the disjoint EVALUATION pool, and a
@@ -72,6 +77,7 @@ import torch
 
 from .. import arkit
 from ..config_files import check_real, check_whole, config_from_dict, read_config_file
+from ..training_utils import all_mean, barrier, dist_setup
 from .regions import channel_mask, check_mode
 
 STATE = "state.json"
@@ -227,6 +233,15 @@ class RoundResult:
     reward: Any
     candidates: np.ndarray
     metrics: dict[str, Any]
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the running process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _rng(config: RoundConfig, round_index: int, stream: int) -> np.random.Generator:
@@ -414,14 +429,25 @@ def run_round(policy, config: RoundConfig, round_index: int, *, pool=None, avata
     torch.manual_seed(config.seed * 1000 + round_index)
     losses, accs = [], []
     M = img_t.shape[0]
+    rank, world = _world()
     for _ in range(config.steps):
+        # Every rank draws the same batch (same generator) and trains on its slice of it; the gradients
+        # are averaged over the ranks, so every rank takes the same step (data-parallel under torchrun).
         idx = torch.randint(0, M, (min(config.batch_size, M),), generator=g)
         if not bool((~torch.isnan(pref_t[idx])).any()):
             continue
-        loss, info = _dpo_loss(trained, crops, ref_mean, ref_log_std, img_t[idx], a_t[idx], b_t[idx],
-                               pref_t[idx], mask, config)
+        mine = idx[rank::world]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if bool((~torch.isnan(pref_t[mine])).any()):
+            loss, info = _dpo_loss(trained, crops, ref_mean, ref_log_std, img_t[mine], a_t[mine], b_t[mine],
+                                   pref_t[mine], mask, config)
+            loss.backward()
+        else:  # nothing rated in this rank's slice: it contributes a zero gradient
+            loss, info = torch.tensor(math.nan), {"accuracy": math.nan}
+        if world > 1:
+            for p_ in params:
+                p_.grad = all_mean(p_.grad if p_.grad is not None else torch.zeros_like(p_), world)
+            loss = all_mean(torch.nan_to_num(loss.detach().reshape(1)), world)[0]
         if frozen is not None:  # exactly zero: Adam then leaves these rows where they are
             trained.head.weight.grad[frozen] = 0.0
             trained.head.bias.grad[frozen] = 0.0
@@ -452,7 +478,7 @@ def run_round(policy, config: RoundConfig, round_index: int, *, pool=None, avata
         "dpo_accuracy_last_steps": float(np.nanmean(accs[-10:])) if accs else math.nan,
         "reward": reward_info,
     }
-    if out_dir is not None:
+    if out_dir is not None and rank == 0:  # one writer under torchrun (every rank holds the same round)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         judgments.write_jsonl(out_dir / "judgments.jsonl", round_index, uid_prefix=f"r{round_index}-")
@@ -512,12 +538,26 @@ def run_rounds(config: RoundConfig, *, log: Callable[[str], None] | None = print
     ``{"rounds": [metrics of round 0, 1, ...], "out": path}``. ``judge_factory(config)``, when given,
     returns the ``judge`` callable of :func:`run_round` (e.g. the labeling app client of
     :func:`facecore.prefer.judging.http_judge`)."""
+    rank, world, started = dist_setup()  # torchrun: every rank runs the rounds, DPO is data-parallel
+    try:
+        return _run_rounds(config, rank, world, log, judge_factory)
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run_rounds(config: RoundConfig, rank: int, world: int, log, judge_factory) -> dict[str, Any]:
     from ..estimator import Estimator
     from .annotators import parse_pool
     from .avatar import CanonicalAvatar
     from .data import make_images
 
-    say = log or (lambda s: None)
+    say = (log or (lambda s: None)) if rank == 0 else (lambda s: None)
+    if world > 1 and config.app:
+        raise ValueError("RoundConfig.app (judgments through the labeling app) runs in one process; "
+                         "run it without torchrun")
     if config.init is None:
         raise ValueError("RoundConfig.init must name the round-0 estimator checkpoint "
                          "(estimator.safetensors)")
@@ -551,12 +591,14 @@ def run_rounds(config: RoundConfig, *, log: Callable[[str], None] | None = print
     round0_pred = policy_outputs(round0, eval_data["crops"])[0].numpy()
     results = []
     r0_dir = out / "round_00"
-    if not (r0_dir / "metrics.json").is_file():
+    barrier(world)  # every rank has read the state before rank 0 writes
+    if rank == 0 and not (r0_dir / "metrics.json").is_file():
         r0_dir.mkdir(exist_ok=True)
         round0.save(r0_dir / "policy.safetensors")
         ev, _ = evaluate_round(round0, round0_pred, eval_data, avatar, eval_pool, config, 0)
         _write_json(r0_dir / "metrics.json", {"round": 0, "eval": ev, "pools": {
             "train": pool.describe(), "eval": eval_pool.describe(), "simulated": True}})
+    barrier(world)
     results.append(json.loads((r0_dir / "metrics.json").read_text(encoding="utf-8")))
     for r in range(1, done + 1):
         results.append(json.loads((out / f"round_{r:02d}" / "metrics.json").read_text(encoding="utf-8")))
@@ -572,24 +614,30 @@ def run_rounds(config: RoundConfig, *, log: Callable[[str], None] | None = print
         res = run_round(policy, config, r, pool=pool, avatar=avatar, reference=reference,
                         feature_model=round0,
                         out_dir=rdir, judge=judge, log=say)
-        t0 = time.perf_counter()
-        ev, _ = evaluate_round(res.policy, round0_pred, eval_data, avatar, eval_pool, config, r)
-        res.metrics["timing"]["eval"] = time.perf_counter() - t0
         if ema is not None:
             _ema_update(ema, res.policy, config.ema_decay)
-            ema.save(rdir / "ema.safetensors")
-        metrics = {"round": r, "train": res.metrics, "eval": ev}
-        _write_json(rdir / "metrics.json", metrics)
-        _write_json(state_path, {"config": cfg, "completed": r})
+        if rank == 0:  # the evaluation and the files: once (every rank holds the same policy)
+            t0 = time.perf_counter()
+            ev, _ = evaluate_round(res.policy, round0_pred, eval_data, avatar, eval_pool, config, r)
+            res.metrics["timing"]["eval"] = time.perf_counter() - t0
+            if ema is not None:
+                ema.save(rdir / "ema.safetensors")
+            _write_json(rdir / "metrics.json", {"round": r, "train": res.metrics, "eval": ev})
+            _write_json(state_path, {"config": cfg, "completed": r})
+        barrier(world)
+        metrics = json.loads((rdir / "metrics.json").read_text(encoding="utf-8"))
+        ev = metrics["eval"]
         results.append(metrics)
         m, w = ev["metrics"], ev["win_rate_vs_round0"]
         say(f"round {r}: MAE upper {m['mae_upper']:.4f} lower {m['mae_lower']:.4f}, AUC tongue "
             f"{m.get('auc_TongueOut', math.nan):.3f} puff {m.get('auc_CheekPuff', math.nan):.3f}, win rate "
             + ", ".join(f"{k} {v['rate']:.3f}" for k, v in w.items()))
         policy = res.policy
-    if not state_path.is_file():
-        _write_json(state_path, {"config": cfg, "completed": 0})
-    (out / "results.md").write_text(format_rounds(results[: config.rounds + 1]), encoding="utf-8")
+    if rank == 0:
+        if not state_path.is_file():
+            _write_json(state_path, {"config": cfg, "completed": 0})
+        (out / "results.md").write_text(format_rounds(results[: config.rounds + 1]), encoding="utf-8")
+    barrier(world)
     return {"rounds": results[: config.rounds + 1], "out": str(out)}
 
 
