@@ -18,16 +18,14 @@ time <= 1.2x the reference on CPU.
 
 from __future__ import annotations
 
-import threading
-import time
-
-import psutil
 import pytest
 import torch
 from torch.utils.checkpoint import checkpoint
 
 import facecore.reference as ref
 from facecore.losses import fused_linear_preference_loss, linear_logprobs
+
+from .memory import peak_rss
 
 SHAPES = {"small": (512, 256, 8000), "N2048-H512-V32000": (2048, 512, 32000)}
 GPU_SHAPES = {"N2048-H1024-V32000": (2048, 1024, 32000), "N8192-H1024-V128000": (8192, 1024, 128000)}
@@ -52,31 +50,6 @@ FNS = {
     "reference": lambda h, w, t: ref.linear_logprobs(h, w, t),
     "torch_chunked": _chunked,
 }
-
-
-def _peak_rss(fn) -> tuple[float, float]:
-    """Peak RSS growth (MiB) while fn() runs, sampled every ~1 ms, and the process CPU seconds it took
-    (less sensitive than wall time to other processes on a shared machine)."""
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.001)
-
-    th = threading.Thread(target=sample)
-    th.start()
-    cpu0 = time.process_time()
-    try:
-        fn()
-    finally:
-        done.set()
-        th.join()
-    cpu = time.process_time() - cpu0  # includes the sampler thread's small share
-    return (max(peak[0], proc.memory_info().rss) - base) / 2**20, cpu
 
 
 def _inputs(N, H, V, grad, device="cpu", dtype=torch.float32):
@@ -144,7 +117,7 @@ def test_linear_logprobs(benchmark, impl, mode, shape):
 
     run()  # warm-up (first custom-op call imports torch._dynamo)
     benchmark.group = f"linear_logprobs {mode} {shape}"
-    rss, cpu = _peak_rss(run)
+    rss, cpu = peak_rss(run)
     benchmark.extra_info.update(
         peak_rss_mib=round(rss, 1),
         cpu_s=round(cpu, 3),
@@ -188,7 +161,7 @@ def test_fused_dpo_step(benchmark, impl):
 
     step()
     benchmark.group = "fused linear DPO step N2048-H512-V32000"
-    rss, cpu = _peak_rss(step)
+    rss, cpu = peak_rss(step)
     benchmark.extra_info.update(
         peak_rss_mib=round(rss, 1),
         cpu_s=round(cpu, 3),

@@ -10,10 +10,6 @@ benchmarks/test_linear_logprobs.py. Issue-15 goals: peak <= 50 % of eager, time 
 
 from __future__ import annotations
 
-import threading
-import time
-
-import psutil
 import pytest
 import torch
 
@@ -28,6 +24,8 @@ from facecore.semantic.model import (
 )
 from facecore.semantic.tokenizer import train_tokenizer
 from facecore.semantic.training import answer_loss
+
+from .memory import peak_rss
 
 B, ANSWER, VOCAB = 4, 832, 8192
 CFG = VLMConfig(image_size=64, patch_size=8, vision_hidden=96, vision_layers=2, text_hidden=128,
@@ -56,27 +54,6 @@ def step_inputs():
     return model, ids, labels, pv
 
 
-def _peak_rss(fn) -> float:
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.001)
-
-    th = threading.Thread(target=sample)
-    th.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        th.join()
-    return (max(peak[0], proc.memory_info().rss) - base) / 2**20
-
-
 @pytest.mark.parametrize("impl", ["facecore", "eager", "sdpa"])
 def test_semantic_train_step(benchmark, step_inputs, impl):
     model, ids, labels, pv = step_inputs
@@ -92,7 +69,7 @@ def test_semantic_train_step(benchmark, step_inputs, impl):
         loss.backward()
 
     step()  # warm-up (allocator, kernels)
-    benchmark.extra_info["peak_rss_mib"] = round(min(_peak_rss(step) for _ in range(2)), 1)
+    benchmark.extra_info["peak_rss_mib"] = round(min(peak_rss(step)[0] for _ in range(2)), 1)
     benchmark.extra_info["logits_mib"] = round(B * ids.shape[1] * VOCAB * 4 / 2**20, 1)
     benchmark.pedantic(step, rounds=3, iterations=1)
     set_attn_implementation(model, "facecore")

@@ -20,16 +20,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
-import psutil
 import pytest
 import torch
 
 from facecore.video.model import VideoDiffusion
 
 from .conftest import HAS_CUDA
+from .memory import peak_rss
 
 B, T, S = 4, 8, 32
 BACKENDS = ("facecore", "sdpa", "eager")
@@ -65,26 +62,6 @@ def _saved_mib(fn) -> float:
     return total[0] / 2**20
 
 
-def _peak_rss_mib(fn) -> float:
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak, done = [base], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.001)
-
-    th = threading.Thread(target=sample)
-    th.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        th.join()
-    return (max(peak[0], proc.memory_info().rss) - base) / 2**20
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("patch", [4, 2])
 def test_train_step_cpu(benchmark, patch, backend):
@@ -101,7 +78,7 @@ def test_train_step_cpu(benchmark, patch, backend):
                                 patch=patch,
                                 saved_mib=round(_saved_mib(lambda: model.loss(
                                     batch, torch.Generator().manual_seed(3), 0.1, 0.1)), 1),
-                                peak_rss_mib=round(_peak_rss_mib(step), 1))
+                                peak_rss_mib=round(peak_rss(step)[0], 1))
     benchmark.pedantic(step, rounds=5 if patch == 4 else 3, iterations=1, warmup_rounds=0)
 
 
@@ -162,4 +139,3 @@ def test_train_step_gpu(benchmark, backend):
     benchmark.pedantic(step, rounds=20, iterations=1, warmup_rounds=3)
     benchmark.extra_info.update(device=torch.cuda.get_device_name(),
                                 peak_mem_mib=round(torch.cuda.max_memory_allocated() / 2**20, 1))
-
