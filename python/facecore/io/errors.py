@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import reprlib
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -83,3 +84,12 @@ def json_loads(text: str, *, what: str = "not JSON", path: str | os.PathLike | N
         raise FormatError(f"{what}: nested too deeply", path=path, line=line + 1) from None
     except ValueError as e:
         raise FormatError(f"{what}: {str(e)[:120]}", path=path, line=line + 1) from None
+
+
+def iter_jsonl(path: str | os.PathLike, *, what: str = "invalid JSON") -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of every non-blank line of a JSON Lines file; a line that does not
+    decode is a :class:`FormatError` naming the file and line (through :func:`json_loads`)."""
+    with open(path, encoding="utf-8") as fh:
+        for line_no, text in enumerate(fh, 1):
+            if text.strip():
+                yield line_no, json_loads(text, what=what, path=path, line=line_no - 1)

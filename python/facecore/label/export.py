@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..io.errors import FormatError
+from ..io.errors import FormatError, iter_jsonl
 from .db import CHOICES, REGIONS, Database
 
 LABELS = {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.5, 0.5), "skip": (None, None)}
@@ -99,17 +99,7 @@ def _check_row(row: Any, path: str, line: int) -> dict[str, Any]:
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read and check an export file; a bad line raises :class:`FormatError` naming file and line."""
     path = os.fspath(path)
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"invalid JSON ({exc.msg})", path=path, line=line_no) from None
-            rows.append(_check_row(row, path, line_no))
-    return rows
+    return [_check_row(row, path, line_no) for line_no, row in iter_jsonl(path)]
 
 
 def import_jsonl(db: Database, path: str | os.PathLike) -> dict[str, int]:

@@ -3,14 +3,13 @@ pairs into a batch, for ``facecore label load``."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from typing import Any
 
 from pydantic import ValidationError
 
-from ..io.errors import FormatError
+from ..io.errors import FormatError, iter_jsonl
 from .db import Database, Invalid
 from .render import ParamsRenderer
 from .schemas import TaskIn, to_new_tasks
@@ -20,18 +19,10 @@ def read_tasks(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a task JSONL file; each line must be a task object (checked later, with its line number)."""
     path = os.fspath(path)
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                task = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"invalid JSON ({exc.msg})", path=path, line=line_no) from None
-            if not isinstance(task, dict):
-                raise FormatError(f"expected a task object, got {type(task).__name__}", path=path,
-                                  line=line_no)
-            out.append({**task, "_line": (path, line_no)})
+    for line_no, task in iter_jsonl(path):
+        if not isinstance(task, dict):
+            raise FormatError(f"expected a task object, got {type(task).__name__}", path=path, line=line_no)
+        out.append({**task, "_line": (path, line_no)})
     return out
 
 
