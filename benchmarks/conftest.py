@@ -33,6 +33,14 @@ def load_rig(name: str):
     return rigs.default_rig()
 
 
+def record_rate(benchmark, key: str, amount: float, stat: str = "median") -> None:
+    """``extra_info[key] = amount / seconds`` of the run's ``stat``; nothing under --benchmark-disable
+    (the timings are not kept then, and a smoke run should not fail on it)."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        benchmark.extra_info[key] = round(amount / getattr(stats.stats, stat), 4)
+
+
 def pytest_configure(config):
     # Kernels use torch's thread setting; benchmarks pin it so tables are comparable between runs.
     torch.set_num_threads(BENCH_THREADS)

@@ -24,7 +24,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import facecore.ops as ops
 import facecore.reference as ref
 
-from .conftest import HAS_CUDA
+from .conftest import HAS_CUDA, record_rate
 
 FULL = os.environ.get("FACECORE_BENCH_FULL") == "1"
 B, H = 4, 8
@@ -81,7 +81,7 @@ def _run(benchmark, fn, L, D, bias, backward, dtype, device, rounds):
 
     benchmark.pedantic(step, rounds=rounds, iterations=1, warmup_rounds=1)
     flops = 4 * B * H * L * L * D * (3.5 if backward else 1.0)
-    benchmark.extra_info["tflops"] = round(flops / benchmark.stats.stats.median / 1e12, 4)
+    record_rate(benchmark, "tflops", flops / 1e12)
     benchmark.extra_info["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
 
 

@@ -25,6 +25,7 @@ from facecore.semantic.model import (
 from facecore.semantic.tokenizer import train_tokenizer
 from facecore.semantic.training import answer_loss
 
+from .conftest import record_rate
 from .memory import peak_rss
 
 B, ANSWER, VOCAB = 4, 832, 8192
@@ -91,4 +92,4 @@ def test_constrained_decoding_tokens_per_second(benchmark):
 
     benchmark.pedantic(run, rounds=3, iterations=1)
     benchmark.extra_info["tokens"] = counts[-1]
-    benchmark.extra_info["tokens_per_s"] = round(counts[-1] / benchmark.stats.stats.mean, 1)
+    record_rate(benchmark, "tokens_per_s", counts[-1], stat="mean")

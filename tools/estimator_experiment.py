@@ -5,10 +5,13 @@
 
 RUN_P / RUN_T come from ``facecore estimator train --labels pseudo|truth ...`` (the exact commands are in
 docs/estimator.md). Test sets are rendered on the fly with data seed 1000 (training
-uses data seed 0, so no test image was seen in training) on these splits: ``ict/clean``, ``ict/wild``,
+uses data seed 0, so no test image was seen in training), each with its domain preset's parameter prior,
+on these splits: ``ict/clean``, ``ict/wild``,
 ``ict/toon`` (domain shift) and ``stylized/wild`` (the other rig: the networks are trained on ``ict``).
 Rows per split:
 
+* ``constant`` -- the same answer for every image: the per-channel median of the split's prior
+  (:func:`render_split`); a network that does not beat it has not learned to read faces;
 * ``pseudo-labeler`` -- the simulated capture labels of the test images themselves (what training on
   pseudo labels learns to imitate; facecore.estimator.PseudoLabeler, profile ``livelink``);
 * ``estimator (pseudo labels)`` -- the SuperFace baseline; ``estimator (truth)`` -- the upper bound;
@@ -35,11 +38,16 @@ COLUMNS = ["mae_blendshapes", "mae_pose", "mae_brows", "mae_eyes", "mae_mouth", 
            "auc_TongueOut", "auc_CheekPuff", "calibration_slope", "vertex_error_mm", "landmark_nme"]
 
 
-def render_split(rig: str, domain: str, n: int, resolution: int) -> dict:
+def render_split(rig: str, domain: str, n: int, resolution: int) -> tuple[dict, torch.Tensor]:
+    """The split's faces (the domain preset's own prior: ``expressive`` for wild and toon, ``default``
+    for clean) and the image-blind constant for it: the per-channel median of 4,096 other draws of that
+    prior (the best constant under MAE, and it knows the test distribution, which the networks do not)."""
     from facecore.synth import load_preset, render_batch, sample_params
 
-    p = sample_params(n, TEST_SEED)
-    return render_batch(p, rig, load_preset(domain), resolution=resolution, seed=TEST_SEED)
+    scene = load_preset(domain)
+    p = sample_params(n, TEST_SEED, prior=scene.prior)
+    constant = sample_params(4096, TEST_SEED + 1, prior=scene.prior).median(0).values
+    return render_batch(p, rig, scene, resolution=resolution, seed=TEST_SEED), constant
 
 
 def subset(batch: dict, k: int) -> dict:
@@ -74,10 +82,11 @@ def main() -> None:
     sections, raw = [], {}
     for rig, domain in SPLITS:
         t0 = time.perf_counter()
-        data = render_split(rig, domain, a.n, a.resolution)
+        data, constant = render_split(rig, domain, a.n, a.resolution)
         boxes = boxes_from_landmarks(data["landmarks2d"], data["landmarks_visible"], data["mask"])
         images = data["image"].numpy()
-        rows = {"pseudo-labeler (simulated capture labels)": evaluate(labeler(data["params"]), data)}
+        rows = {"constant: the split prior's median (image-blind)": evaluate(constant.expand(a.n, -1), data),
+                "pseudo-labeler (simulated capture labels)": evaluate(labeler(data["params"]), data)}
         sub = subset(data, a.refine_n)
         for name, model in models.items():
             mean, std = model.predict(images, boxes.numpy(), return_std=True)

@@ -51,6 +51,26 @@ def test_forward_shapes_ranges_and_gradients(tiny):
     assert tiny.blocks[0].attn.q.weight.grad.abs().sum() > 0
 
 
+def test_mean_head_clamps_forward_and_passes_the_gradient(tiny):
+    # the neutral face (blendshapes at their floor) still gets the loss's whole gradient: a sigmoid
+    # head there passed ~2% of it and sparse channels never moved (the straight-through clamp)
+    start = torch.zeros(61)
+    start[arkit.index("JawOpen")] = 0.3
+    tiny.init_mean(start)
+    with torch.no_grad():
+        tiny.head.weight.zero_()
+        tiny.head.bias[:10] = -2.0  # below the range: clamped to 0 forward
+    mean, _ = tiny(torch.randn(4, 3, 32, 32))
+    assert torch.allclose(mean[:, 10:], start[10:].expand(4, -1))
+    assert bool((mean[:, :10] == 0).all())
+    mean.sum().backward()
+    assert torch.allclose(tiny.head.bias.grad[:61], torch.full((61,), 4.0))
+    with pytest.raises(ValueError, match="61 finite"):
+        tiny.init_mean(torch.zeros(52))
+    with pytest.raises(ValueError, match="61 finite"):
+        tiny.init_mean(torch.full((61,), float("nan")))
+
+
 def test_forward_rejects_bad_input(tiny):
     with pytest.raises(ValueError, match=r"\[B, 3, 32, 32\]"):
         tiny(torch.randn(2, 3, 31, 32))

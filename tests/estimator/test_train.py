@@ -78,6 +78,39 @@ def test_written_shards(tmp_path):
     assert r["step"] == 3 and len(set(r["last_indices"])) == 4
 
 
+def test_default_loss_keeps_the_nll_off_the_mean():
+    train_mod = importlib.import_module("facecore.estimator.training")
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(8, 61, generator=g)
+    log_std = torch.randn(8, 61, generator=g).requires_grad_()
+    grads = {}
+    for loss in ("l1+mse", "nll+l1"):
+        mean = torch.rand(8, 61, generator=g.manual_seed(1)).requires_grad_()
+        total, nll, l1 = train_mod._loss(mean, log_std, target, TrainConfig(loss=loss))
+        assert torch.isfinite(total) and nll.requires_grad
+        grads[loss] = torch.autograd.grad(total, mean)[0]
+    # l1+mse: the mean's gradient is that of L1 + MSE alone; the NLL only trains log_std
+    m = mean.detach().requires_grad_()
+    F = torch.nn.functional
+    want = torch.autograd.grad(F.l1_loss(m, target) + F.mse_loss(m, target), m)[0]
+    assert torch.allclose(grads["l1+mse"], want)
+    assert not torch.allclose(grads["nll+l1"], want)
+
+
+def test_head_starts_at_the_label_median_and_bf16_runs_on_cpu(tmp_path):
+    train_mod = importlib.import_module("facecore.estimator.training")
+    from facecore import synth
+
+    cfg = _cfg(tmp_path / "run", steps=1, lr=0.0, amp="bf16", labels="pseudo")
+    r = train(cfg)
+    assert all(torch.isfinite(torch.tensor(r["losses"])))
+    median = train_mod.label_median(synth.Dataset({"n": 1, "rig": "ict", "domain": "clean",
+                                                   "resolution": 24, "seed": 0}).spec, "default",
+                                    train_mod._Labels(cfg))
+    assert median[model_mod.arkit.index("TongueOut")] == 0.0 and median.max() > 0  # pseudo labels' median
+    assert torch.allclose(r["model"].head.bias[:61], median)
+
+
 def test_config_checks(tmp_path):
     with pytest.raises(ValueError, match="labels"):
         TrainConfig(labels="noisy")

@@ -357,12 +357,13 @@ def train_main(
     batch_size: Annotated[int, typer.Option("--batch-size", help="samples per step and process")] = None,
     lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = None,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", help="linear warmup steps")] = None,
-    loss: Annotated[str, typer.Option(help="nll or nll+l1")] = None,
+    loss: Annotated[str, typer.Option(help="l1+mse (default), nll or nll+l1 (facecore.estimator.training)")]
+    = None,
     seed: Annotated[int, typer.Option(help="seed of init and augmentation")] = None,
     deterministic: Annotated[bool, typer.Option("--deterministic/--fast", help="deterministic algorithms "
                                                 "(exact resume on CPU)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1")] = None,
-    amp: Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA), bf16 or off")] = None,
+    amp: Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA), bf16 (also on CPU) or off")] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="steps between checkpoints")]
     = None,
     stop_after: Annotated[int, typer.Option("--stop-after", help="end this run after this step (resumable)")]

@@ -6,11 +6,14 @@ default 96 x 96 input), each a strided 3 x 3 conv and one residual 3 x 3 conv (G
 ``depth`` pre-norm :class:`facecore.nn.TransformerBlock` s over the patch grid with a learned 2-D
 relative-position bias (facecore's fused attention), mean pooling and a linear head.
 
-The head gives ``(mean, log_std)``: ``mean`` squashed into each channel's valid range
-(:data:`facecore.arkit.RANGES`: a sigmoid for the 52 blendshapes in [0, 1], ``2 sigmoid - 1`` for the
-9 pose channels in [-1, 1]), ``log_std`` softly bounded to ``[min_log_std, max_log_std]`` so the
-Gaussian NLL can neither collapse nor blow up. The Gaussian is what the preference stage reads as a
-policy (:func:`facecore.losses.gaussian_logprob`).
+The head gives ``(mean, log_std)``: ``mean`` is the linear output clamped to each channel's valid range
+(:data:`facecore.arkit.RANGES`: [0, 1] for the 52 blendshapes, [-1, 1] for the 9 pose channels) with a
+straight-through gradient, so a channel that sits at 0 (most blendshapes, most of the time) still gets
+the full gradient of the loss; a sigmoid there, as this head first had, passes only about 2% of it at
+the prior's median and the sparse channels never left it (docs/estimator.md). ``log_std`` is softly
+bounded to ``[min_log_std, max_log_std]`` so the Gaussian NLL can neither collapse nor blow up.
+:meth:`Estimator.init_mean` starts the mean at a given vector (training uses the labels' median).
+The Gaussian is what the preference stage reads as a policy (:func:`facecore.losses.gaussian_logprob`).
 
 The file format (:meth:`Estimator.save`): one safetensors file, the state dict as float32 tensors and
 the string metadata ``{"facecore_estimator": JSON}`` with ``format``, ``version`` and ``config``.
@@ -34,7 +37,7 @@ from ..nn import TransformerBlock
 from ..training_utils import atomic_write, read_safetensors
 
 FORMAT = "facecore.estimator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the mean head is a straight-through clamp (1 was a sigmoid)
 _META_KEY = "facecore_estimator"
 INIT_LOG_STD = -1.5
 
@@ -147,7 +150,7 @@ class Estimator(nn.Module):
         # No LayerNorm on the pooled features and a head init of std 0.02 (not the default scaled by
         # 0.1): with either, a fixed batch of 32 faces fitted 4-15x worse in 100 steps (docs/estimator.md).
         self.head = nn.Linear(c.dim, 2 * arkit.NUM_CHANNELS)
-        with torch.no_grad():  # start near the middle of each range with a broad, equal uncertainty
+        with torch.no_grad():  # start at the neutral face (see init_mean) with a broad, equal uncertainty
             nn.init.normal_(self.head.weight, std=0.02)
             self.head.bias.zero_()
         # The head starts at log_std = INIT_LOG_STD (sigma ~ 0.2, the spread of typical labels): a
@@ -180,10 +183,21 @@ class Estimator(nn.Module):
             x = block(x)
         out = self.head(x.mean(1)).float()
         raw_mean, raw_std = out.chunk(2, dim=-1)
-        mean = self.low + (self.high - self.low) * torch.sigmoid(raw_mean)
+        # clamp forward, identity backward (the in-range value is what every caller reads)
+        mean = raw_mean + (torch.maximum(torch.minimum(raw_mean, self.high), self.low) - raw_mean).detach()
         c = self.config
         log_std = c.min_log_std + (c.max_log_std - c.min_log_std) * torch.sigmoid(raw_std + self._std_offset)
         return mean, log_std
+
+    @torch.no_grad()
+    def init_mean(self, mean: torch.Tensor) -> None:
+        """Start the head at ``mean [61]`` for every input (its bias; the head's weights stay small)."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        if mean.numel() != arkit.NUM_CHANNELS or not bool(torch.isfinite(mean).all()):
+            raise ValueError(f"init_mean: mean must be {arkit.NUM_CHANNELS} finite values, got shape "
+                             f"{list(mean.shape)}")
+        self.head.bias[:arkit.NUM_CHANNELS] = torch.minimum(torch.maximum(mean.to(self.low), self.low),
+                                                            self.high)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float in [0, 1]) ``[B, S, S, 3]`` crops -> the network's input ``[B, 3, S, S]``."""

@@ -39,8 +39,9 @@ Why the defaults (measured on the 700-step pseudo-label estimator, 128 images, 1
   channel (the former default) kept the pose but held the blendshapes back too (MAE 0.113 -> 0.109).
 * Eye roll never shows on the render and gaze barely at 64 px: with eye-pose noise the eye channels
   random-walked (eye-pose MAE 0.11 -> 0.33 in two rounds), so ``keep_pose`` covers head and eye pose.
-* Dead channels (TongueOut, CheekPuff: mean 1e-4, sigmoid slope 1e-4) cannot move under any
-  preference; ``revive`` 0.05 raises their output bias out of saturation (:func:`revive_saturated`),
+* Dead channels (TongueOut, CheekPuff: mean 1e-4, sigmoid slope 1e-4 in the estimator's first, sigmoid
+  head) could not move under any preference; ``revive`` 0.05 raises their output bias to the edge of
+  the range (:func:`revive_saturated`),
   and ``head_lr`` 3e-4 (10x ``lr``) lets the output layer learn a new read-out, since Adam moves each
   weight by about ``lr`` per step. With these defaults two rounds took the blendshape MAE 0.113 ->
   0.087 (brows, eyes, cheeks/nose, mouth, jaw all significantly lower) with the pose MAE unchanged
@@ -284,27 +285,32 @@ def _full_loss(policy, crops, ref_mean, ref_log_std, img, a, b, pref, mask, conf
 
 
 def revive_saturated(policy, crops: torch.Tensor, level: float, dead: float = 0.1):
-    """``(policy', names)``: a copy of ``policy`` whose blendshape channels that are saturated at 0 on
-    ``crops`` (mean below ``dead * level`` on every crop) have their output bias raised so that their
-    median mean becomes ``level``; ``policy`` itself when none is saturated.
+    """``(policy', names)``: a copy of ``policy`` whose blendshape channels that are stuck at 0 on ``crops``
+    (mean below ``dead * level`` on every crop) have their output bias raised so that the median crop's
+    mean becomes ``level``; ``policy`` itself when none is stuck.
 
-    Why: the estimator's mean is ``sigmoid(raw)``. A channel the pseudo labels never activate (TongueOut,
-    CheekPuff on the 700-step estimator: mean 1e-4) sits where the sigmoid's slope is ~1e-4, so no
-    preference, however clear, can move it: DPO's gradient reaches the network multiplied by that slope.
-    Raising the bias keeps the image-to-image ranking (a monotone shift of the logit) and gives the
-    channel a slope of about ``level``; the prediction moves by at most ``level``."""
+    Why: the estimator's mean is its head's output clamped to the channel's range (straight-through). A
+    channel the pseudo labels never activate (TongueOut, CheekPuff) sits below 0 on every image: DPO's
+    gradient does reach it, but its output, and so every candidate and judgment centred on it, stays 0
+    until the raw value has climbed back to 0. Raising the bias keeps the image-to-image ranking (a
+    shift of the raw value) and puts the median image at ``level``. (With the sigmoid head of the
+    estimator's format 1 the same channel had a slope of ~1e-4 and could not move at all.)"""
     from .data import policy_outputs
 
     if not 0.0 < level < 0.5:
         raise ValueError(f"revive_saturated: level must be in (0, 0.5), got {level!r}")
-    mean, _ = policy_outputs(policy, crops)
-    m = mean[:, : arkit.NUM_BLENDSHAPES].double()
+    raw: list[torch.Tensor] = []  # the head's unclamped output (its first 61 columns are the mean)
+    hook = policy.head.register_forward_hook(lambda mod, inp, out: raw.append(out[:, : arkit.NUM_CHANNELS]))
+    try:
+        mean, _ = policy_outputs(policy, crops)
+    finally:
+        hook.remove()
+    m = mean[:, : arkit.NUM_BLENDSHAPES]
     idx = torch.nonzero((m < dead * level).all(0)).squeeze(1)
     if idx.numel() == 0:
         return policy, []
     out = copy.deepcopy(policy)
-    med = m[:, idx].median(0).values.clamp(1e-12, 1 - 1e-12)
-    shift = math.log(level / (1 - level)) - torch.log(med / (1 - med))
+    shift = level - torch.cat(raw).float()[:, idx].median(0).values
     with torch.no_grad():
         out.head.bias[idx] += shift.to(out.head.bias.dtype)
     return out, [arkit.NAMES[int(i)] for i in idx]
