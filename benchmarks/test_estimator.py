@@ -3,8 +3,8 @@
     pytest benchmarks/test_estimator.py --benchmark-only --benchmark-group-by=group
 
 * ``predict``: ``Estimator.predict(uint8 [B, 128, 128, 3], boxes)`` -- crop + resize + normalise + the
-  network, in eval mode without gradients, at batch 64 and batch 1, torch at 2 threads (the default
-  configuration: 96^2 input). Images/s = B / median. The face detector is timed on its own
+  network, in eval mode without gradients, at batch 64 and batch 1, torch at 2 threads, for the default
+  configuration (96^2 input, untrained) and the shipped network (64^2 input). Images/s = B / median. The face detector is timed on its own
   (``detect``: scikit-image's LBP cascade on one 128^2 image), since video input detects on keyframes
   only.
 * ``refine``: 50 iterations of :func:`facecore.estimator.refine` on B = 8 synthetic 128^2 images of the
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from benchmarks.threads import torch_threads
-from facecore.estimator import Estimator, refine
+from facecore.estimator import Estimator, load_pretrained, refine
 from facecore.estimator.predict import boxes_from_landmarks
 from facecore.synth import load_preset, render_batch, sample_params
 
@@ -31,13 +31,14 @@ def faces():
     return out
 
 
+@pytest.mark.parametrize("net", ["default96", "shipped64"])
 @pytest.mark.parametrize("B", [64, 1])
-def test_predict_cpu(benchmark, faces, B):
+def test_predict_cpu(benchmark, faces, B, net):
     torch.manual_seed(0)
-    model = Estimator()
+    model = Estimator() if net == "default96" else load_pretrained()
     images, boxes = faces["image"][:B].numpy(), faces["boxes"][:B]
     benchmark.group = f"estimator predict cpu 2t B={B}"
-    benchmark.extra_info.update(batch=B)
+    benchmark.extra_info.update(batch=B, input=model.config.image_size)
     with torch_threads(2):
         model.predict(images, boxes)
         benchmark.pedantic(model.predict, args=(images, boxes), rounds=10 if B > 1 else 50, warmup_rounds=2)
