@@ -60,10 +60,7 @@ def sigmoid_mean(model, median: torch.Tensor):
         model.head.bias[:61] = torch.log(frac / (1 - frac))
 
     def forward(self, images):
-        x = self.proj(self.stem(images)).flatten(2).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        raw, raw_std = self.head(x.mean(1)).float().chunk(2, -1)
+        raw, raw_std = self.head_outputs(images).chunk(2, -1)
         return self.low + (self.high - self.low) * torch.sigmoid(raw), raw_std
 
     model.forward = types.MethodType(forward, model)

@@ -170,6 +170,16 @@ class Estimator(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw_mean, raw_std = self.head_outputs(images).chunk(2, dim=-1)
+        # clamp forward, identity backward (the in-range value is what every caller reads)
+        mean = raw_mean + (torch.clamp(raw_mean, self.low, self.high) - raw_mean).detach()
+        c = self.config
+        log_std = c.min_log_std + (c.max_log_std - c.min_log_std) * torch.sigmoid(raw_std + self._std_offset)
+        return mean, log_std
+
+    def head_outputs(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's raw float32 output ``[B, 122]`` (the unclamped mean, then the unbounded log-std) for
+        normalised ``images [B, 3, S, S]``; :meth:`forward` maps it into the channels' ranges."""
         S = self.config.image_size
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise TypeError("Estimator.forward: images must be a float tensor [B, 3, H, W] (normalised); "
@@ -181,13 +191,7 @@ class Estimator(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # [B, gh * gw, dim], row-major like the relative bias
         for block in self.blocks:
             x = block(x)
-        out = self.head(x.mean(1)).float()
-        raw_mean, raw_std = out.chunk(2, dim=-1)
-        # clamp forward, identity backward (the in-range value is what every caller reads)
-        mean = raw_mean + (torch.maximum(torch.minimum(raw_mean, self.high), self.low) - raw_mean).detach()
-        c = self.config
-        log_std = c.min_log_std + (c.max_log_std - c.min_log_std) * torch.sigmoid(raw_std + self._std_offset)
-        return mean, log_std
+        return self.head(x.mean(1)).float()
 
     @torch.no_grad()
     def init_mean(self, mean: torch.Tensor) -> None:
@@ -196,8 +200,7 @@ class Estimator(nn.Module):
         if mean.numel() != arkit.NUM_CHANNELS or not bool(torch.isfinite(mean).all()):
             raise ValueError(f"init_mean: mean must be {arkit.NUM_CHANNELS} finite values, got shape "
                              f"{list(mean.shape)}")
-        self.head.bias[:arkit.NUM_CHANNELS] = torch.minimum(torch.maximum(mean.to(self.low), self.low),
-                                                            self.high)
+        self.head.bias[:arkit.NUM_CHANNELS] = torch.clamp(mean.to(self.low), self.low, self.high)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float in [0, 1]) ``[B, S, S, 3]`` crops -> the network's input ``[B, 3, S, S]``."""
