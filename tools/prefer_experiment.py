@@ -2,6 +2,7 @@
 
     python tools/prefer_experiment.py --init /work/runs/est-pseudo/estimator.safetensors -o runs/prefer-exp
     python tools/prefer_experiment.py --init CKPT -o runs/prefer-small --small     # a few minutes on a CPU
+    python tools/prefer_experiment.py --init CKPT -o runs/probe --runs no-reward --set rare_share=0.25
 
 Runs (each a `facecore.prefer.run_rounds` folder under OUT, per seed ``sS``; every run uses the
 :class:`facecore.prefer.RoundConfig` defaults except what is named here):
@@ -24,6 +25,7 @@ here is a human result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -104,14 +106,16 @@ def _win(w: dict, k: str) -> str:
     return f"{w[k]['rate']:.3f} [{w[k]['lo']:.3f}, {w[k]['hi']:.3f}]" if k in w else "-"
 
 
-def _baselines(eval_data: dict, init: str, upper: str | None) -> str:
-    """Reference rows on the same held-out faces: round 0, a constant (the sampling prior's per-channel
-    median: no image at all, the best constant under L1) and, with ``--upper``, an estimator trained on
-    the truth. A round that does not beat the constant has not learned to read faces."""
-    from facecore.synth import sample_params
+def _baselines(eval_data: dict, init: str, upper: str | None, cfg: dict) -> str:
+    """Reference rows on the same held-out faces: round 0, a constant (the per-channel median of the
+    faces' own prior, ``cfg``'s: no image at all, the best constant under L1) and, with ``--upper``, an
+    estimator trained on the truth. A round that does not beat the constant has not learned to read
+    faces."""
+    from facecore.synth import load_preset, sample_params
 
     truth = np.asarray(eval_data["params"], dtype=np.float64)
-    median = np.median(sample_params(20_000, 987_654).numpy().astype(np.float64), 0)
+    prior = cfg["prior"] if cfg["prior"] is not None else load_preset(cfg["domain"]).prior
+    median = np.median(sample_params(20_000, 987_654, prior).numpy().astype(np.float64), 0)
     preds = {"round 0 (init)": init,
              "constant: the prior's median (no image)": np.broadcast_to(median, truth.shape)}
     if upper:
@@ -143,7 +147,7 @@ def _budget_table(rows: list[tuple[int, int, dict]]) -> str:
 def _seed_summary(runs: dict, seeds: list[int], name: str) -> str:
     """Mean and spread (min-max) over seeds of the main metrics, per round."""
     keys = ("mae_blendshapes", "mae_pose", "mae_upper", "mae_lower", "auc_TongueOut", "auc_CheekPuff",
-            "vertex_error_mm")
+            "calibration_slope", "vertex_error_mm")
     n_rounds = len(runs[f"{name}-s{seeds[0]}"]["rounds"])
     lines = [f"`{name}` over seeds {seeds}: mean (min-max).", "",
              "| round | " + " | ".join(keys) + " | win upper | win lower |", "|" + "---|" * (len(keys) + 3)]
@@ -172,6 +176,11 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, help="override the size's judged pairs per round")
     ap.add_argument("--steps", type=int, help="override the size's DPO steps per round")
     ap.add_argument("--upper", help="an estimator trained on the truth (the upper-bound row)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a RoundConfig field for every run (VALUE read as JSON, else as a string); repeatable")
+    ap.add_argument("--runs", default="reward,no-reward,budget,face",
+                    help="which of the runs to make (comma-separated); the budget and face tables need "
+                         "the reward run")
     ap.add_argument("--baselines-only", action="store_true",
                     help="print only the reference rows (round 0, constant, --upper) on the held-out faces")
     args = ap.parse_args()
@@ -180,15 +189,21 @@ def main() -> None:
         if getattr(args, k) is not None:
             size[k] = getattr(args, k)
     size["relabel_pairs"] = size["pairs"]
+    overrides = dict(_parse_set(item) for item in args.set)
+    which = set(args.runs.split(","))
+    if not which <= {"reward", "no-reward", "budget", "face"} or \
+            ({"budget", "face"} & which and "reward" not in which):
+        raise SystemExit(f"--runs: a comma-separated subset of reward,no-reward,budget,face (budget and face "
+                         f"need reward), got {args.runs!r}")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.baselines_only:
-        cfg = RoundConfig(init=args.init, **size)
+        cfg = RoundConfig(init=args.init, **{**size, **overrides})
         est = Estimator.load(args.init)
         data = make_images(cfg.eval_images, cfg.eval_seed, image_size=est.config.image_size,
                            crop_scale=est.config.crop_scale, rig=cfg.rig, domain=cfg.domain,
-                           resolution=cfg.resolution)
-        table = _baselines(data, args.init, args.upper)
+                           resolution=cfg.resolution, prior=cfg.prior)
+        table = _baselines(data, args.init, args.upper, cfg.to_dict())
         (out / "baselines.md").write_text(table, encoding="utf-8")
         print(table)
         return
@@ -197,18 +212,23 @@ def main() -> None:
     runs: dict[str, dict] = {}
     budgets = [size["pairs"] // 4, size["pairs"] // 2]
     for s in seeds:
-        base = dict(init=args.init, rounds=args.rounds, seed=s, data_seed=100 * s, **size)
-        runs[f"reward-s{s}"] = _run(base, out / f"reward-s{s}")
-        runs[f"no-reward-s{s}"] = _run(base, out / f"no-reward-s{s}", reward=False)
+        base = {**dict(init=args.init, rounds=args.rounds, seed=s, data_seed=100 * s), **size, **overrides}
+        if "reward" in which:
+            runs[f"reward-s{s}"] = _run(base, out / f"reward-s{s}")
+        if "no-reward" in which:
+            runs[f"no-reward-s{s}"] = _run(base, out / f"no-reward-s{s}", reward=False)
+        if not {"budget", "face"} & which:
+            continue
         for p in budgets:
             runs[f"budget-{p}-s{s}"] = _run(base, out / f"budget-{p}-s{s}", rounds=1, pairs=p,
                                             relabel_pairs=p)
         runs[f"face-s{s}"] = _run(base, out / f"face-s{s}", rounds=1, mode="face", pairs=2 * size["pairs"],
                                   relabel_pairs=2 * size["pairs"])
-    cfg0 = runs[f"reward-s{seeds[0]}"]["config"]
+    cfg0 = next(iter(runs.values()))["config"]
     eval_data = make_images(cfg0["eval_images"], cfg0["eval_seed"], image_size=Estimator.load(args.init)
                             .config.image_size, crop_scale=Estimator.load(args.init).config.crop_scale,
-                            rig=cfg0["rig"], domain=cfg0["domain"], resolution=cfg0["resolution"])
+                            rig=cfg0["rig"], domain=cfg0["domain"], resolution=cfg0["resolution"],
+                            prior=cfg0["prior"])
     paired = {name: _paired(runs[name], eval_data) for name in runs}
 
     minutes = (time.perf_counter() - t_all) / 60
@@ -218,15 +238,20 @@ def main() -> None:
           f"Size: {'small' if args.small else 'full'} {json.dumps(size)}; seeds {seeds}; init `{args.init}`;",
           f"{time.strftime('%Y-%m-%d')}, {platform.node()} ({torch.get_num_threads()} torch threads), "
           f"{minutes:.0f} min in all.", "",
-          "Non-default settings: none (RoundConfig defaults); the config of each run is in results.json.", ""]
-    md += ["## Reference rows on the same held-out faces", "", _baselines(eval_data, args.init, args.upper)]
-    for name in ("reward", "no-reward"):
+          "Non-default settings: " + (json.dumps(overrides) if overrides else "none (RoundConfig defaults)")
+          + "; the config of each run is in results.json.", ""]
+    md += ["## Reference rows on the same held-out faces", "",
+           _baselines(eval_data, args.init, args.upper, cfg0)]
+    for name in [n for n in ("reward", "no-reward") if n in which]:
         for s in seeds:
             key = f"{name}-s{s}"
             md += [f"## {key} ({runs[key]['seconds']:.0f} s)", "", format_rounds(runs[key]["rounds"]),
                    _paired_table(key, paired[key])]
         if len(seeds) > 1:
             md += [_seed_summary(runs, seeds, name)]
+    if not {"budget", "face"} & which:
+        _write_results(out, md, runs, paired)
+        return
     rows = []
     for s in seeds:
         rows += [(s, 2 * p, runs[f"budget-{p}-s{s}"]["rounds"][1]) for p in budgets]
@@ -248,6 +273,22 @@ def main() -> None:
     md += [""]
     for s in seeds:
         md += [_paired_table(f"face-s{s}", paired[f"face-s{s}"])]
+    _write_results(out, md, runs, paired)
+
+
+def _parse_set(item: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` -> ``(FIELD, VALUE as JSON or else the string)``; the field must be a RoundConfig's."""
+    field, sep, value = item.partition("=")
+    names = {f.name for f in dataclasses.fields(RoundConfig)}
+    if not sep or field not in names:
+        raise SystemExit(f"--set: expected FIELD=VALUE with FIELD a RoundConfig field, got {item!r}")
+    try:
+        return field, json.loads(value)
+    except json.JSONDecodeError:
+        return field, value
+
+
+def _write_results(out: Path, md: list[str], runs: dict, paired: dict) -> None:
     (out / "results.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps({"runs": runs, "paired": paired}, indent=2, default=float),
                                       encoding="utf-8")

@@ -65,6 +65,18 @@ def test_mean_head_clamps_forward_and_passes_the_gradient(tiny):
     assert bool((mean[:, :10] == 0).all())
     mean.sum().backward()
     assert torch.allclose(tiny.head.bias.grad[:61], torch.full((61,), 4.0))
+    # edge_gradient="inward": the same values; past an edge only the gradient that lifts it back passes
+    x = torch.randn(4, 3, 32, 32)
+    for sign, passes in ((1.0, False), (-1.0, True)):  # descent lowers / raises the outputs
+        tiny.zero_grad()
+        inward, _ = tiny(x, edge_gradient="inward")
+        assert torch.equal(inward, tiny(x)[0])
+        (sign * inward).sum().backward()
+        below = tiny.head.bias.grad[:10]
+        assert bool((below == (sign * 4.0 if passes else 0.0)).all())
+        assert torch.allclose(tiny.head.bias.grad[10:61], torch.full((51,), sign * 4.0))
+    with pytest.raises(ValueError, match="edge_gradient"):
+        tiny(x, edge_gradient="hard")
     with pytest.raises(ValueError, match="61 finite"):
         tiny.init_mean(torch.zeros(52))
     with pytest.raises(ValueError, match="61 finite"):

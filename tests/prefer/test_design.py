@@ -11,6 +11,7 @@ from facecore import arkit
 from facecore.estimator import Estimator
 from facecore.losses import region_dpo_loss
 from facecore.prefer import RoundConfig, run_round, sample_candidates, sample_pairs
+from facecore.prefer.candidates import KIND_PROBE, RARE, add_rare_probes, sample_probe_pairs
 from facecore.prefer.regions import REGION_CHANNELS, channel_mask
 from facecore.prefer.rounds import revive_saturated
 
@@ -137,3 +138,102 @@ def test_round_with_region_design_keeps_head_pose(tmp_path, tiny_checkpoint, ava
     assert torch.equal(res.policy.head.weight[HEAD], policy.head.weight[HEAD])
     assert torch.equal(res.policy.head.bias[HEAD], policy.head.bias[HEAD])
     assert not torch.equal(res.policy.head.weight[:52], policy.head.weight[:52])
+
+
+def test_rare_probes_switch_one_rare_channel_of_the_mean():
+    mean, log_std = _policy(20)
+    mean[:5, arkit.index("TongueOut")] = 0.8  # already on: its probe switches it off
+    cand, kind, where = sample_candidates(mean, log_std, 4, rng=np.random.default_rng(0), design="region",
+                                          keep_pose=True)
+    cand2, kind2, where2 = add_rare_probes(cand, kind, where, rng=np.random.default_rng(1))
+    assert cand2.shape == (20, 4 + len(RARE), 61) and np.array_equal(cand2[:, :4], cand)
+    assert (kind2[:, 4:] == KIND_PROBE).all() and (where2[:, 4:] == 1).all()  # both rare channels: lower
+    for j, name in enumerate(RARE):
+        c = arkit.index(name)
+        diff = cand2[:, 4 + j] - cand2[:, 0]
+        assert (np.abs(np.delete(diff, c, axis=1)) == 0).all()  # nothing but the one channel moves
+        was = cand2[:, 0, c]
+        assert ((was < 0.5) == (cand2[:, 4 + j, c] >= 0.3)).all()
+        assert (cand2[was >= 0.5, 4 + j, c] == 0).all() and (cand2[:, 4 + j, c] <= 1).all()
+    assert (cand2[:5, 4 + RARE.index("TongueOut"), arkit.index("TongueOut")] == 0).all()
+    with pytest.raises(ValueError, match="add_rare_probes"):
+        add_rare_probes(cand[0], kind, where, rng=np.random.default_rng(1))
+
+
+def test_probe_pairs_cover_every_image_and_probe_then_cycle():
+    pairs = sample_probe_pairs(10, 6, 2, 25, np.random.default_rng(0))
+    assert pairs.shape == (25, 3) and (pairs[:, 1] == 0).all() and set(pairs[:, 2]) == {6, 7}
+    first = {(int(i), int(j)) for i, _, j in pairs[:20]}
+    assert len(first) == 20  # every (image, probe) once before any repeats
+    assert sample_probe_pairs(10, 6, 2, 0, np.random.default_rng(0)).shape == (0, 3)
+    with pytest.raises(ValueError, match="sample_probe_pairs"):
+        sample_probe_pairs(0, 6, 2, 5, np.random.default_rng(0))
+
+
+def test_round_with_rare_share_spends_part_of_the_budget_on_probes(tmp_path, tiny_checkpoint, avatar):
+    cfg = tiny_config(tmp_path / "run", tiny_checkpoint, steps=2, reward=False, rare_share=1 / 3)
+    res = run_round(Estimator.load(tiny_checkpoint), cfg, 1, avatar=avatar)
+    pairs = res.judgments.pairs
+    assert pairs.shape[0] == cfg.pairs and res.candidates.shape[1] == cfg.k + len(RARE)
+    probe = pairs[:, 2] >= cfg.k
+    assert probe.sum() == 10 and (pairs[probe, 1] == 0).all() and (pairs[~probe, 1:] < cfg.k).all()
+    a, b = res.candidates[pairs[probe, 0], 0], res.candidates[pairs[probe, 0], pairs[probe, 2]]
+    moved = {int(c) for c in np.nonzero(np.abs(a - b) > 0)[1]}
+    assert moved and moved <= {arkit.index(n) for n in RARE}
+    assert res.metrics["n_probe_pairs"] == 10
+    with pytest.raises(ValueError, match="rare_share"):
+        tiny_config(tmp_path / "bad", tiny_checkpoint, rare_share=1.0)
+
+
+def test_keep_gaze_leaves_the_eight_eyelook_blendshapes_at_the_mean():
+    mean, log_std = _policy(40)
+    gaze = [i for i, n in enumerate(arkit.NAMES) if n.startswith("EyeLook")]
+    assert len(gaze) == 8
+    cand, kind, _ = sample_candidates(mean, log_std, 6, rng=np.random.default_rng(0), design="region",
+                                      keep_pose=True, keep_gaze=True, explore=1.0)
+    assert (kind[:, 1:] == 2).all()  # every draw explored, and still the gaze stays
+    assert (cand[..., gaze] == mean.numpy()[:, None, gaze]).all()
+    upper_other = np.setdiff1d(REGION_CHANNELS["upper"][REGION_CHANNELS["upper"] < 52], gaze)
+    assert (np.abs(cand[:, 1:, upper_other] - mean.numpy()[:, None, upper_other]) > 1e-3).any()
+    loose, _, _ = sample_candidates(mean, log_std, 6, rng=np.random.default_rng(0), design="region",
+                                    keep_pose=True, keep_gaze=False)
+    assert (np.abs(loose[..., gaze] - mean.numpy()[:, None, gaze]) > 1e-3).any()
+
+
+def test_dpo_stops_pushing_an_output_already_at_its_range_edge(tiny_checkpoint):
+    """Through the straight-through clamp, "less TongueOut" judgments on faces already predicted at 0
+    kept lowering the raw output with no visible change until the channel was 0 everywhere; the DPO
+    step's inward clamp gradient gives such an output no push further out, and "more TongueOut" still
+    lifts it."""
+    from facecore.prefer.rounds import _dpo_loss
+
+    policy = Estimator.load(tiny_checkpoint)
+    t = arkit.index("TongueOut")
+    with torch.no_grad():
+        policy.head.weight[t] = 0.0
+        policy.head.bias[t] = -0.5  # below the range on every face: output 0
+    crops = torch.rand(6, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mean, log_std = policy(policy.normalize(crops))
+    a, b = mean.clone(), mean.clone()
+    b[:, t] = 0.6  # every pair: the face with the tongue out loses
+    pref = torch.ones(6, 2)
+    cfg = RoundConfig(kl_weight=0.1)
+    loss, _ = _dpo_loss(policy, crops, mean, log_std, torch.arange(6), a, b, pref,
+                        channel_mask(("upper", "lower")), cfg)
+    loss.backward()
+    assert policy.head.bias.grad[t] == 0 and bool((policy.head.weight.grad[t] == 0).all())
+    policy.zero_grad()  # the opposite judgments (the tongue wins) do lift it from below the range
+    loss, _ = _dpo_loss(policy, crops, mean, log_std, torch.arange(6), a, b, 1 - pref,
+                        channel_mask(("upper", "lower")), cfg)
+    loss.backward()
+    assert policy.head.bias.grad[t] < 0
+    with torch.no_grad():  # inside the range the same judgments do push it down
+        policy.head.bias[t] = 0.3
+        mean, log_std = policy(policy.normalize(crops))
+    policy.zero_grad()
+    a[:, t] = mean[:, t]
+    loss, _ = _dpo_loss(policy, crops, mean, log_std, torch.arange(6), a, b, pref,
+                        channel_mask(("upper", "lower")), cfg)
+    loss.backward()
+    assert policy.head.bias.grad[t] > 0  # gradient descent lowers the bias

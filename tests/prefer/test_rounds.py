@@ -62,6 +62,8 @@ def test_config_errors(tmp_path, tiny_checkpoint):
         RoundConfig(pool="humans")
     with pytest.raises(ValueError, match="unknown keys"):
         RoundConfig.from_dict({"rounds": 1, "bogus": 2})
+    with pytest.raises(ValueError, match="bogus"):
+        RoundConfig(prior="bogus")
     with pytest.raises(ValueError, match="init"):
         run_rounds(RoundConfig(out=str(tmp_path / "x")), log=None)
     run_rounds(tiny_config(tmp_path / "y", tiny_checkpoint, rounds=1), log=None)
@@ -88,9 +90,10 @@ def test_cli_prefer_run_and_eval(tmp_path, tiny_checkpoint):
     runner = CliRunner()
     out = tmp_path / "cli"
     res = runner.invoke(app, ["prefer", "run", "--config", str(cfg_path), "--init", str(tiny_checkpoint),
-                              "--rounds", "1", "--pool", "sim:5", "-o", str(out)])
+                              "--rounds", "1", "--pool", "sim:5", "--rare-share", "0.2", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "simulated annotators" in res.output and (out / "round_01" / "policy.safetensors").is_file()
+    assert json.loads((out / "state.json").read_text())["config"]["rare_share"] == 0.2
     res = runner.invoke(app, ["prefer", "eval", str(out)])
     assert res.exit_code == 0 and "| 1 |" in res.output
     res = runner.invoke(app, ["prefer", "run", "--init", str(tmp_path / "none.safetensors"), "-o",
@@ -115,3 +118,18 @@ def test_candidates_explore_dead_channels():
     assert (cand >= arkit.LOW).all() and (cand <= arkit.HIGH).all()
     pairs = sample_pairs(200, 6, 500, np.random.default_rng(1))
     assert (pairs[:, 1] != pairs[:, 2]).all() and np.bincount(pairs[:, 0]).min() >= 2
+
+
+def test_round_faces_follow_the_domain_presets_prior():
+    """The faces a round shows are drawn from the prior the estimator's training shards of that domain
+    hold (wild: ``expressive``), not the engine's default prior, unless ``prior`` says otherwise."""
+    from facecore.prefer.data import make_images
+    from facecore.synth import load_preset, sample_params
+
+    data = make_images(3, 7, image_size=32, resolution=48, domain="wild")
+    want = sample_params(3, 7, load_preset("wild").prior).numpy()
+    assert load_preset("wild").prior != "default"
+    np.testing.assert_array_equal(data["params"], want)
+    other = make_images(3, 7, image_size=32, resolution=48, domain="wild", prior="default")
+    np.testing.assert_array_equal(other["params"], sample_params(3, 7, "default").numpy())
+    assert not np.array_equal(other["params"], want)

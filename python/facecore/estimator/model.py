@@ -42,6 +42,25 @@ _META_KEY = "facecore_estimator"
 INIT_LOG_STD = -1.5
 
 
+EDGE_GRADIENTS = ("straight_through", "inward")
+
+
+class _ClampInward(torch.autograd.Function):
+    """``clamp(x, low, high)`` whose gradient past an edge is kept only where a descent step moves ``x``
+    back toward the range (below ``low``: a negative gradient; above ``high``: a positive one)."""
+
+    @staticmethod
+    def forward(ctx, x, low, high):
+        ctx.save_for_backward(x, low, high)
+        return torch.clamp(x, low, high)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, low, high = ctx.saved_tensors
+        outward = ((x < low) & (g > 0)) | ((x > high) & (g < 0))
+        return torch.where(outward, torch.zeros_like(g), g), None, None
+
+
 @dataclasses.dataclass
 class EstimatorConfig:
     """The network's shape and its input convention (all of it is stored in the checkpoint).
@@ -169,10 +188,21 @@ class Estimator(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, edge_gradient: str = "straight_through"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_std)`` ``[B, 61]`` each: the head's mean clamped into each channel's range. Its
+        gradient past a range's edge (:data:`EDGE_GRADIENTS`): ``"straight_through"`` (supervised
+        training) passes it on unchanged, so a channel pushed past its edge can come back;
+        ``"inward"`` (preference rounds) passes only the part that moves the raw value back toward the
+        range, so an output already at its edge is not pushed further out."""
         raw_mean, raw_std = self.head_outputs(images).chunk(2, dim=-1)
-        # clamp forward, identity backward (the in-range value is what every caller reads)
-        mean = raw_mean + (torch.clamp(raw_mean, self.low, self.high) - raw_mean).detach()
+        if edge_gradient == "straight_through":
+            mean = raw_mean + (torch.clamp(raw_mean, self.low, self.high) - raw_mean).detach()
+        elif edge_gradient == "inward":
+            mean = _ClampInward.apply(raw_mean, self.low, self.high)
+        else:
+            raise ValueError(f"Estimator.forward: edge_gradient must be one of {', '.join(EDGE_GRADIENTS)}, "
+                             f"got {edge_gradient!r}")
         c = self.config
         log_std = c.min_log_std + (c.max_log_std - c.min_log_std) * torch.sigmoid(raw_std + self._std_offset)
         return mean, log_std

@@ -6,7 +6,7 @@ DPO rounds of the face estimator.
 * :class:`CanonicalAvatar`, :func:`region_distances` (:mod:`.avatar`) -- the fixed face candidates are
   shown on and the region-wise image distance;
 * :func:`sample_candidates`, :func:`sample_pairs` (:mod:`.candidates`) -- policy samples plus
-  region-targeted exploration;
+  region-targeted exploration; :func:`add_rare_probes`, :func:`sample_probe_pairs` -- rare-channel probes;
 * :class:`Judgments`, :func:`score_candidates`, :func:`judge_in_process` (:mod:`.judging`; the HTTP path
   through the labeling app is there too);
 * :class:`RewardModel` (:mod:`.reward`) -- per-region Bradley-Terry reward on (image features, params);
@@ -23,7 +23,7 @@ import importlib
 _EXPORTS = {
     ".annotators": ("SimulatedAnnotator", "AnnotatorPool", "parse_pool"),
     ".avatar": ("CanonicalAvatar", "region_distances"),
-    ".candidates": ("sample_candidates", "sample_pairs"),
+    ".candidates": ("sample_candidates", "sample_pairs", "add_rare_probes", "sample_probe_pairs"),
     ".judging": ("Judgments", "score_candidates", "judge_in_process"),
     ".reward": ("RewardModel", "reward_features"),
     ".rounds": ("RoundConfig", "RoundResult", "run_round", "run_rounds", "format_rounds"),

@@ -19,10 +19,23 @@ Two candidate designs (``design``):
   differs only in the regions its two candidates perturbed; on every other channel ``a == b`` exactly,
   so those channels get exactly zero DPO gradient from it.
 
+``keep_gaze=True`` does the same for the eight gaze blendshapes (``EyeLook{Down,In,Out,Up}{Left,Right}``):
+they move the eyeballs and lids by a pixel or two on the
+64 px canonical render, so raters cannot see them, and with them perturbed the only signal DPO got on
+them was the raters' bias toward more expressive candidates (EyeLookDownLeft 0.11 -> 0.30 in one round,
+truth 0.10).
+
 ``keep_pose=True`` gives every candidate the policy's mean head and eye pose (no pose noise): the pose is
 then never judged, and :class:`facecore.prefer.RoundConfig`'s ``anchor_weight`` holds it. (Eye roll does
 not show on the render at all, and gaze barely at 64 px: with gaze noise in the candidates, DPO random-
 walked the eye channels, eye MAE 0.11 -> 0.33 in two rounds, with truth eye roll always 0.)
+
+Rare-channel probes (:func:`add_rare_probes`, ``RoundConfig.rare_share``): per image one more candidate
+per rare channel, the policy's mean with only that channel switched (on at a uniform value in [0.3, 1]
+where the mean has it below 0.5, off otherwise). A probe pair (mean, probe) differs in that one channel
+alone, so each judgment of it is a clean yes/no on the rare action for that face, and its DPO gradient
+falls on that channel only. Random exploration switches a rare channel on in about 7.5 % of the
+candidates, and few of those land on faces that show it; a probe asks every image.
 
 Pairs are drawn within an image; each pair is judged in every region of the judging mode.
 """
@@ -36,16 +49,17 @@ from .. import arkit
 from .regions import REGION_CHANNELS
 
 RARE = ("TongueOut", "CheekPuff")
-KIND_MEAN, KIND_SAMPLE, KIND_EXPLORE = 0, 1, 2
+KIND_MEAN, KIND_SAMPLE, KIND_EXPLORE, KIND_PROBE = 0, 1, 2, 3
 DESIGNS = ("independent", "region")
 POSE = np.asarray(arkit.GROUP_INDICES["pose"], dtype=np.int64)  # head and eye pose
+GAZE = np.asarray([i for i, n in enumerate(arkit.NAMES) if n.startswith("EyeLook")], dtype=np.int64)
 
 
 def sample_candidates(mean: torch.Tensor, log_std: torch.Tensor, k: int, *, rng: np.random.Generator,
                       explore: float = 0.5, std_scale: float = 1.0, min_std: float = 0.05,
                       n_explore: int = 3, rare=RARE, rare_prob: float = 0.3,
-                      regions=("upper", "lower"), design: str = "independent", keep_pose: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      regions=("upper", "lower"), design: str = "independent", keep_pose: bool = False,
+                      keep_gaze: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(candidates [N, k, 61] float32, kind [N, k] int (0 mean, 1 sample, 2 explored), region
     [N, k] int (index into regions: the explored region, or with ``design="region"`` the one region
     the draw perturbs; -1 none))``."""
@@ -83,11 +97,15 @@ def sample_candidates(mean: torch.Tensor, log_std: torch.Tensor, k: int, *, rng:
         where[:, 0] = -1
     if keep_pose:
         noise[..., POSE] = 0.0
+    if keep_gaze:
+        noise[..., GAZE] = 0.0
     cand = mean[:, None, :] + sd[:, None, :] * noise
     cand[:, 0] = mean
     kind = np.full((N, k), KIND_SAMPLE, dtype=np.int64)
     kind[:, 0] = KIND_MEAN
     region_bs = [REGION_CHANNELS[r][REGION_CHANNELS[r] < arkit.NUM_BLENDSHAPES] for r in regions]
+    if keep_gaze:  # exploration redraws only what raters can see
+        region_bs = [np.setdiff1d(c, GAZE) for c in region_bs]
     do = rng.random((N, k)) < explore
     do[:, 0] = False
     if design == "independent":  # draw the explored region now (the region design picked it above)
@@ -103,6 +121,48 @@ def sample_candidates(mean: torch.Tensor, log_std: torch.Tensor, k: int, *, rng:
         kind[i, j], where[i, j] = KIND_EXPLORE, r
     cand = np.clip(cand, low, high)
     return cand.astype(np.float32), kind, where
+
+
+def add_rare_probes(candidates: np.ndarray, kind: np.ndarray, where: np.ndarray, *,
+                    rng: np.random.Generator, rare=RARE, regions=("upper", "lower")
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sample_candidates``' output with ``len(rare)`` probes appended per image (module docstring):
+    candidate ``K + j`` is candidate 0 (the policy's mean) with ``rare[j]`` switched, kind
+    ``KIND_PROBE``, region the first of ``regions`` holding that channel (-1 if none does)."""
+    cand = np.asarray(candidates, dtype=np.float32)
+    if cand.ndim != 3 or cand.shape[2] != arkit.NUM_CHANNELS or kind.shape != cand.shape[:2] or \
+            where.shape != cand.shape[:2]:
+        raise ValueError(f"add_rare_probes: candidates must be [N, K, 61] with kind and where [N, K], got "
+                         f"{list(cand.shape)}, {list(kind.shape)}, {list(where.shape)}")
+    rare_idx = [arkit.index(n) for n in rare]
+    N = cand.shape[0]
+    probes = np.repeat(cand[:, :1], len(rare_idx), axis=1).copy()  # [N, R, 61]
+    region = np.full((N, len(rare_idx)), -1, dtype=np.int64)
+    for j, c in enumerate(rare_idx):
+        base = probes[:, j, c]
+        on = rng.uniform(0.3, 1.0, size=N).astype(np.float32)
+        probes[:, j, c] = np.where(base < 0.5, on, 0.0)
+        for r_i, r in enumerate(regions):
+            if c in REGION_CHANNELS[r]:
+                region[:, j] = r_i
+                break
+    return (np.concatenate([cand, probes], 1), np.concatenate([kind, np.full_like(region, KIND_PROBE)], 1),
+            np.concatenate([where, region], 1))
+
+
+def sample_probe_pairs(n_images: int, k: int, n_rare: int, n_pairs: int, rng: np.random.Generator
+                       ) -> np.ndarray:
+    """``[n_pairs, 3]`` rows ``(image, 0, k + j)``: the mean against rare probe ``j`` (appended by
+    :func:`add_rare_probes` after the ``k`` ordinary candidates), the ``n_images * n_rare`` (image,
+    probe) combinations visited in a random order, cycling when ``n_pairs`` exceeds them."""
+    if n_images < 1 or k < 1 or n_rare < 1 or n_pairs < 0:
+        raise ValueError(f"sample_probe_pairs: need n_images >= 1, k >= 1, n_rare >= 1, n_pairs >= 0, got "
+                         f"{n_images}, {k}, {n_rare}, {n_pairs}")
+    combos = np.arange(n_images * n_rare)
+    laps = [rng.permutation(combos) for _ in range(-(-n_pairs // combos.size))]
+    order = np.concatenate(laps)[:n_pairs] if laps else combos[:0]
+    img, j = order // n_rare, order % n_rare
+    return np.stack([img, np.zeros_like(img), k + j], 1).astype(np.int64)
 
 
 def sample_pairs(n_images: int, k: int, n_pairs: int, rng: np.random.Generator) -> np.ndarray:

@@ -36,6 +36,9 @@ def run_main(
     images: Annotated[int, typer.Option(help="fresh synthetic images per round")] = None,
     eval_images: Annotated[int, typer.Option("--eval-images", help="held-out images")] = None,
     pairs: Annotated[int, typer.Option(help="judged pairs per round (x regions = judgments)")] = None,
+    rare_share: Annotated[float, typer.Option("--rare-share", help="the share of --pairs spent on rare-"
+                                              "channel probes (the mean vs the mean with TongueOut or "
+                                              "CheekPuff switched), in [0, 1)")] = None,
     k: Annotated[int, typer.Option("-k", help="candidates per image")] = None,
     steps: Annotated[int, typer.Option(help="DPO steps per round")] = None,
     lr: Annotated[float, typer.Option(help="DPO learning rate (AdamW)")] = None,
@@ -53,7 +56,8 @@ def run_main(
     with user_errors():
         given = {"init": None if init is None else str(init), "rounds": rounds, "pool": pool,
                  "eval_pool": eval_pool, "app": app_url, "app_token": app_token, "mode": mode,
-                 "images": images, "eval_images": eval_images, "pairs": pairs, "k": k, "steps": steps,
+                 "images": images, "eval_images": eval_images, "pairs": pairs, "rare_share": rare_share,
+                 "k": k, "steps": steps,
                  "lr": lr, "beta": beta, "reward": reward, "reference": reference, "seed": seed,
                  "resume": resume}
         given = {key: v for key, v in given.items() if v is not None}

@@ -1,7 +1,8 @@
 """The faces a round shows: synthetic photos with exact truth, cropped the way the estimator reads them.
 
 Each image is a :func:`facecore.synth.render_batch` face (parameters from
-:func:`facecore.synth.sample_params`,
+:func:`facecore.synth.sample_params` with the domain preset's own prior unless told otherwise -- the
+prior the estimator's training shards of that domain were drawn from --,
 a fresh identity, the scene preset's camera and lights), cropped around its 68 landmarks exactly as
 :mod:`facecore.estimator.training` crops (:func:`facecore.estimator.predict.boxes_from_landmarks`,
 :func:`~facecore.estimator.predict.crop_faces`). Image ``i`` of ``(seed, index0)`` is the same every time.
@@ -14,24 +15,28 @@ import torch
 
 
 def make_images(n: int, seed: int, *, image_size: int, crop_scale: float = 1.25, rig="ict",
-                domain: str = "wild", resolution: int = 112, index0: int = 0, batch: int = 32) -> dict:
-    """``n`` synthetic faces: ``crops`` float32 ``[n, S, S, 3]`` in [0, 1] (``S = image_size``),
+                domain: str = "wild", resolution: int = 112, index0: int = 0, batch: int = 32,
+                prior=None) -> dict:
+    """``n`` synthetic faces (parameters from ``prior``, a :func:`facecore.synth.sample_params` prior;
+    None: ``domain``'s preset prior): ``crops`` float32 ``[n, S, S, 3]`` in [0, 1] (``S = image_size``),
     ``photos`` uint8 ``[n, resolution, resolution, 3]`` (what a person is shown), ``params`` float32
     ``[n, 61]`` (the truth) and ``eval_batch``, a dict :func:`facecore.estimator.evaluate` reads
     (``image``, ``params``, ``camera``, ``identity``, ``rig``)."""
     from ..estimator.predict import boxes_from_landmarks, crop_faces
-    from ..synth import render_batch, sample_params
+    from ..synth import load_preset, render_batch, sample_params
 
     for name, v, lo in (("n", n, 1), ("seed", seed, 0), ("image_size", image_size, 16),
                         ("resolution", resolution, 16), ("index0", index0, 0), ("batch", batch, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"make_images: {name} must be an integer >= {lo}, got {v!r}")
+    scene = load_preset(domain)
+    prior = scene.prior if prior is None else prior
     crops, photos, params, proj, ident = [], [], [], [], []
     rig_name = None
     for i0 in range(index0, index0 + n, batch):
         b = min(batch, index0 + n - i0)
-        p = sample_params(b, seed, index0=i0)
-        out = render_batch(p, rig, domain, resolution, seed, index0=i0)
+        p = sample_params(b, seed, prior, index0=i0)
+        out = render_batch(p, rig, scene, resolution, seed, index0=i0)
         boxes = boxes_from_landmarks(out["landmarks2d"].cpu(), mask=out["mask"].cpu())
         img = out["image"].cpu()
         crops.append(crop_faces(img, boxes, image_size, crop_scale))

@@ -48,6 +48,22 @@ Why the defaults (measured on the 700-step pseudo-label estimator, 128 images, 1
   (0.0919 -> 0.0918). TongueOut / CheekPuff AUC did not rise (0.60 / 0.32 -> 0.58 / 0.34): reviving
   makes them movable, it does not by itself make them learned.
 
+Three fixes of 2026-12-03 (6,000-step pseudo-label estimator, faces from the training prior;
+docs/prefer.md):
+
+* The round's faces come from the domain preset's own prior (``prior=None``), the one the estimator's
+  training shards hold. Before, they came from the engine's sparser ``default`` prior, and a round
+  "improved" the MAE mostly by shrinking every answer toward that prior's zeros.
+* The DPO step reads the policy's mean through the inward clamp gradient (``Estimator.forward(...,
+  edge_gradient="inward")``: past a range's edge only the gradient that moves the output back in
+  passes). Through the straight-through clamp of supervised training, "less of this channel"
+  judgments on faces already at 0 kept lowering the raw output with no visible change (so the DPO
+  margin never grew and the push never faded): 31 blendshapes were 0 on every face after round 1,
+  against 5 (the pseudo labels' dead channels) before it. A plain clamp (zero gradient past the edge)
+  stops that, but then "more of it" cannot lift a face that sits at 0 either.
+* Candidates keep the policy's eight EyeLook blendshapes (``keep_gaze``): the 64 px render does not
+  show them, so the raters' bias toward expressive faces was the only signal on them.
+
 Under ``torchrun`` (DDP) every rank runs the same round (every draw is seeded, so images, candidates,
 judgments and the reward model are identical), trains on its slice of each DPO batch and averages the
 gradients, so all ranks take the same steps; rank 0 alone evaluates and writes the files (a 2-process
@@ -93,9 +109,13 @@ class RoundConfig:
     Run: ``out``, ``init`` (round-0 estimator checkpoint), ``rounds``, ``seed``, ``resume``. Raters:
     ``pool`` / ``eval_pool`` (``"sim:N"``, N in 5-13, simulated), ``pool_seed`` / ``eval_pool_seed``,
     ``app`` (labeling app URL; None = in-process) with ``app_token`` (its admin token), ``mode``
-    (``"regionwise"`` or ``"face"``). Data: ``rig``, ``domain``, ``resolution``, ``images`` per round,
+    (``"regionwise"`` or ``"face"``). Data: ``rig``, ``domain``, ``prior`` (the parameter prior of the
+    faces, a :func:`facecore.synth.sample_params` prior name; None = the domain preset's, which is what
+    the estimator's training shards of that domain hold), ``resolution``, ``images`` per round,
     ``eval_images``, ``data_seed``, ``eval_seed``, ``avatar_resolution`` (the canonical renders).
-    Candidates: ``k``, ``explore``, ``std_scale``, ``min_std``, ``rare_prob``; ``pairs`` judged per round.
+    Candidates: ``k``, ``explore``, ``std_scale``, ``min_std``, ``rare_prob``; ``pairs`` judged per round,
+    the share ``rare_share`` of them rare-channel probes (the mean against the mean with TongueOut or CheekPuff
+    switched, :func:`facecore.prefer.candidates.add_rare_probes`).
     Reward: ``reward``, ``reward_steps``, ``reward_lr``, ``relabel_pairs``, ``relabel_confidence``.
     DPO: ``steps``, ``batch_size``, ``lr``, ``beta``, ``weight_decay``, ``grad_clip``, ``reference``
     (``"previous"`` or ``"ema"``), ``ema_decay``, ``dpo_std`` (the fixed standard deviation of the
@@ -103,8 +123,9 @@ class RoundConfig:
     ``dpo_std=None``: let DPO move the policy's ``log_std`` too), ``kl_weight`` (weight of the Gaussian KL
     ``sum_c (mu_c - mu_ref_c)^2 / (2 sigma^2)`` to the reference on every channel), ``anchor_weight``
     (the same KL on the head and eye pose channels only), ``pair_design`` (``"region"``: each candidate
-    perturbs one region, ``"independent"``: all channels), ``keep_pose`` (candidates keep the policy's
-    head and eye pose; the pose read-out rows of the head are held fixed), ``avatar_frontal`` (render the
+    perturbs one region, ``"independent"``: all channels), ``keep_gaze`` (candidates keep the policy's
+    eight EyeLook blendshapes, which the canonical render does not show), ``keep_pose`` (candidates keep
+    the policy's head and eye pose; the pose read-out rows of the head are held fixed), ``avatar_frontal`` (render the
     canonical avatar with zero head pose), ``revive`` (raise saturated blendshape outputs to this level
     before DPO, 0 = off, :func:`revive_saturated`), ``head_lr`` (learning rate of the output layer; None
     = ``lr``). The module docstring says why the defaults are what they are.
@@ -124,6 +145,7 @@ class RoundConfig:
     mode: str = "regionwise"
     rig: str = "ict"
     domain: str = "wild"
+    prior: str | None = None
     resolution: int = 112
     images: int = 256
     eval_images: int = 128
@@ -137,6 +159,7 @@ class RoundConfig:
     min_std: float = 0.05
     rare_prob: float = 0.3
     pairs: int = 1000
+    rare_share: float = 0.0
     reward: bool = True
     reward_steps: int = 300
     reward_lr: float = 3e-3
@@ -155,6 +178,7 @@ class RoundConfig:
     train_std: bool = False
     pair_design: str = "region"
     keep_pose: bool = True
+    keep_gaze: bool = True
     anchor_weight: float = 30.0
     revive: float = 0.05
     head_lr: float | None = 3e-4
@@ -172,6 +196,10 @@ class RoundConfig:
                      "relabel_pairs"):
             whole(name, 0)
         whole("k", 2)
+        real("rare_share", 0.0, 1.0)
+        if self.rare_share >= 1.0:
+            raise ValueError(f"RoundConfig.rare_share must be below 1 (probe pairs are part of the round's "
+                             f"pairs, and some must stay ordinary), got {self.rare_share}")
         whole("resolution", 16)
         whole("avatar_resolution", 16)
         for name in ("explore", "rare_prob", "ema_decay"):
@@ -192,11 +220,16 @@ class RoundConfig:
                              f"got {self.pair_design!r}")
         if not isinstance(self.avatar_frontal, bool):
             raise ValueError(f"RoundConfig.avatar_frontal must be true or false, got {self.avatar_frontal!r}")
-        if not isinstance(self.keep_pose, bool):
-            raise ValueError(f"RoundConfig.keep_pose must be true or false, got {self.keep_pose!r}")
+        for name in ("keep_pose", "keep_gaze"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RoundConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.dpo_std is not None:
             real("dpo_std", 1e-3, 10.0)
         check_mode(self.mode)
+        if self.prior is not None:
+            from ..synth.prior import get_prior
+
+            get_prior(self.prior)  # an unknown prior fails here, before any work
         if self.reference not in ("previous", "ema"):
             raise ValueError(f"RoundConfig.reference must be 'previous' or 'ema', got {self.reference!r}")
         from .annotators import parse_pool
@@ -252,7 +285,11 @@ def _rng(config: RoundConfig, round_index: int, stream: int) -> np.random.Genera
 def _dpo_loss(policy, crops, ref_mean, ref_log_std, img, a, b, pref, mask, config):
     from ..losses import region_dpo_loss
 
-    mean, log_std = policy(policy.normalize(crops[img]))
+    # The inward clamp gradient, not the straight-through one of supervised training: a judgment "less
+    # of this channel" on a face whose output is already 0 must stop pushing (through the straight-
+    # through clamp the raw output kept falling with no visible change -- the DPO margin never grows, so
+    # the push never fades -- until the channel was 0 on every face), while "more of it" still lifts it.
+    mean, log_std = policy(policy.normalize(crops[img]), edge_gradient="inward")
     if config.dpo_std is not None:  # one temperature for every channel (see the module docstring)
         ls = ref_ls = math.log(config.dpo_std)
     else:
@@ -330,7 +367,7 @@ def run_round(policy, config: RoundConfig, round_index: int, *, pool=None, avata
     ``policy.safetensors``, ``train.json``)."""
     from .annotators import parse_pool
     from .avatar import CanonicalAvatar
-    from .candidates import sample_candidates, sample_pairs
+    from .candidates import RARE, add_rare_probes, sample_candidates, sample_pairs, sample_probe_pairs
     from .data import make_images, policy_outputs
     from .judging import judge_in_process, score_candidates
     from .reward import RewardModel, reward_features
@@ -356,7 +393,7 @@ def run_round(policy, config: RoundConfig, round_index: int, *, pool=None, avata
 
     data = make_images(config.images, config.data_seed + round_index, image_size=policy.config.image_size,
                        crop_scale=policy.config.crop_scale, rig=config.rig, domain=config.domain,
-                       resolution=config.resolution)
+                       resolution=config.resolution, prior=config.prior)
     crops = data["crops"]
     lap("images")
     revived: list[str] = []
@@ -372,11 +409,18 @@ def run_round(policy, config: RoundConfig, round_index: int, *, pool=None, avata
     ref_mean, ref_log_std = (mean, log_std) if reference is policy else policy_outputs(reference, crops)
     feats = reward_features(*policy_outputs(feature_model, crops), crops) if config.reward else None
     lap("policy")
-    cands, kind, _ = sample_candidates(mean, log_std, config.k, rng=_rng(config, round_index, 1),
-                                       explore=config.explore, std_scale=config.std_scale,
-                                       min_std=config.min_std, rare_prob=config.rare_prob,
-                                       design=config.pair_design, keep_pose=config.keep_pose)
-    pairs = sample_pairs(cands.shape[0], config.k, config.pairs, _rng(config, round_index, 2))
+    cands, kind, where = sample_candidates(mean, log_std, config.k, rng=_rng(config, round_index, 1),
+                                           explore=config.explore, std_scale=config.std_scale,
+                                           min_std=config.min_std, rare_prob=config.rare_prob,
+                                           design=config.pair_design, keep_pose=config.keep_pose,
+                                           keep_gaze=config.keep_gaze)
+    n_probe = min(config.pairs - 1, round(config.rare_share * config.pairs))
+    pairs = sample_pairs(cands.shape[0], config.k, config.pairs - n_probe, _rng(config, round_index, 2))
+    if n_probe:  # part of the same budget: (mean, mean with one rare channel switched)
+        cands, kind, where = add_rare_probes(cands, kind, where, rng=_rng(config, round_index, 5),
+                                             rare=RARE, regions=regions)
+        pairs = np.concatenate([pairs, sample_probe_pairs(cands.shape[0], config.k, len(RARE),
+                                                          n_probe, _rng(config, round_index, 6))])
     lap("candidates")
     dist, expr = score_candidates(avatar, data["params"], cands, regions)
     lap("render")
@@ -476,7 +520,8 @@ def run_round(policy, config: RoundConfig, round_index: int, *, pool=None, avata
         "n_relabelled": n_relabelled, "tie_rate": float((judgments.preference == 0.5).mean()),
         "left_rate": float((judgments.preference[decisive] == judgments.a_left[decisive]).mean())
         if decisive.any() else math.nan,
-        "explored_share": float((kind == 2).mean()),
+        "explored_share": float((kind[:, :config.k] == 2).mean()),
+        "n_probe_pairs": int(n_probe),
         "revived": revived,
         "dpo_loss_before": loss_before, "dpo_loss_after": loss_after,
         "dpo_loss_first_steps": float(np.mean(losses[:10])) if losses else math.nan,
@@ -591,7 +636,7 @@ def _run_rounds(config: RoundConfig, rank: int, world: int, log, judge_factory) 
     round0 = Estimator.load(config.init)
     eval_data = make_images(config.eval_images, config.eval_seed, image_size=round0.config.image_size,
                             crop_scale=round0.config.crop_scale, rig=config.rig, domain=config.domain,
-                            resolution=config.resolution)
+                            resolution=config.resolution, prior=config.prior)
     from .data import policy_outputs
 
     round0_pred = policy_outputs(round0, eval_data["crops"])[0].numpy()
