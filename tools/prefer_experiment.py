@@ -177,7 +177,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="override the size's DPO steps per round")
     ap.add_argument("--upper", help="an estimator trained on the truth (the upper-bound row)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="a RoundConfig field for every run (VALUE read as JSON, else as a string); repeatable")
+                    help="a RoundConfig field for every run (VALUE read as JSON, else as a string); "
+                         "repeatable")
     ap.add_argument("--runs", default="reward,no-reward,budget,face",
                     help="which of the runs to make (comma-separated); the budget and face tables need "
                          "the reward run")

@@ -113,9 +113,9 @@ class RoundConfig:
     faces, a :func:`facecore.synth.sample_params` prior name; None = the domain preset's, which is what
     the estimator's training shards of that domain hold), ``resolution``, ``images`` per round,
     ``eval_images``, ``data_seed``, ``eval_seed``, ``avatar_resolution`` (the canonical renders).
-    Candidates: ``k``, ``explore``, ``std_scale``, ``min_std``, ``rare_prob``; ``pairs`` judged per round,
-    the share ``rare_share`` of them rare-channel probes (the mean against the mean with TongueOut or CheekPuff
-    switched, :func:`facecore.prefer.candidates.add_rare_probes`).
+    Candidates: ``k``, ``explore``, ``std_scale``, ``min_std``, ``rare_prob``; ``pairs`` judged per
+    round, the share ``rare_share`` of them rare-channel probes (the mean against the mean with TongueOut
+    or CheekPuff switched, :func:`facecore.prefer.candidates.add_rare_probes`).
     Reward: ``reward``, ``reward_steps``, ``reward_lr``, ``relabel_pairs``, ``relabel_confidence``.
     DPO: ``steps``, ``batch_size``, ``lr``, ``beta``, ``weight_decay``, ``grad_clip``, ``reference``
     (``"previous"`` or ``"ema"``), ``ema_decay``, ``dpo_std`` (the fixed standard deviation of the
@@ -125,10 +125,10 @@ class RoundConfig:
     (the same KL on the head and eye pose channels only), ``pair_design`` (``"region"``: each candidate
     perturbs one region, ``"independent"``: all channels), ``keep_gaze`` (candidates keep the policy's
     eight EyeLook blendshapes, which the canonical render does not show), ``keep_pose`` (candidates keep
-    the policy's head and eye pose; the pose read-out rows of the head are held fixed), ``avatar_frontal`` (render the
-    canonical avatar with zero head pose), ``revive`` (raise saturated blendshape outputs to this level
-    before DPO, 0 = off, :func:`revive_saturated`), ``head_lr`` (learning rate of the output layer; None
-    = ``lr``). The module docstring says why the defaults are what they are.
+    the policy's head and eye pose; the pose read-out rows of the head are held fixed), ``avatar_frontal``
+    (render the canonical avatar with zero head pose), ``revive`` (raise saturated blendshape outputs to
+    this level before DPO, 0 = off, :func:`revive_saturated`), ``head_lr`` (learning rate of the output
+    layer; None = ``lr``). The module docstring says why the defaults are what they are.
     """
 
     out: str = "prefer-run"
