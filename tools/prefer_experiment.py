@@ -106,16 +106,15 @@ def _win(w: dict, k: str) -> str:
     return f"{w[k]['rate']:.3f} [{w[k]['lo']:.3f}, {w[k]['hi']:.3f}]" if k in w else "-"
 
 
-def _baselines(eval_data: dict, init: str, upper: str | None, cfg: dict) -> str:
+def _baselines(eval_data: dict, init: str, upper: str | None) -> str:
     """Reference rows on the same held-out faces: round 0, a constant (the per-channel median of the
-    faces' own prior, ``cfg``'s: no image at all, the best constant under L1) and, with ``--upper``, an
+    prior the faces came from: no image at all, the best constant under L1) and, with ``--upper``, an
     estimator trained on the truth. A round that does not beat the constant has not learned to read
     faces."""
-    from facecore.synth import load_preset, sample_params
+    from facecore.synth import sample_params
 
     truth = np.asarray(eval_data["params"], dtype=np.float64)
-    prior = cfg["prior"] if cfg["prior"] is not None else load_preset(cfg["domain"]).prior
-    median = np.median(sample_params(20_000, 987_654, prior).numpy().astype(np.float64), 0)
+    median = np.median(sample_params(20_000, 987_654, eval_data["prior"]).numpy().astype(np.float64), 0)
     preds = {"round 0 (init)": init,
              "constant: the prior's median (no image)": np.broadcast_to(median, truth.shape)}
     if upper:
@@ -204,7 +203,7 @@ def main() -> None:
         data = make_images(cfg.eval_images, cfg.eval_seed, image_size=est.config.image_size,
                            crop_scale=est.config.crop_scale, rig=cfg.rig, domain=cfg.domain,
                            resolution=cfg.resolution, prior=cfg.prior)
-        table = _baselines(data, args.init, args.upper, cfg.to_dict())
+        table = _baselines(data, args.init, args.upper)
         (out / "baselines.md").write_text(table, encoding="utf-8")
         print(table)
         return
@@ -242,7 +241,7 @@ def main() -> None:
           "Non-default settings: " + (json.dumps(overrides) if overrides else "none (RoundConfig defaults)")
           + "; the config of each run is in results.json.", ""]
     md += ["## Reference rows on the same held-out faces", "",
-           _baselines(eval_data, args.init, args.upper, cfg0)]
+           _baselines(eval_data, args.init, args.upper)]
     for name in [n for n in ("reward", "no-reward") if n in which]:
         for s in seeds:
             key = f"{name}-s{s}"

@@ -130,6 +130,7 @@ def test_round_faces_follow_the_domain_presets_prior():
     want = sample_params(3, 7, load_preset("wild").prior).numpy()
     assert load_preset("wild").prior != "default"
     np.testing.assert_array_equal(data["params"], want)
+    assert data["prior"] == load_preset("wild").prior
     other = make_images(3, 7, image_size=32, resolution=48, domain="wild", prior="default")
     np.testing.assert_array_equal(other["params"], sample_params(3, 7, "default").numpy())
     assert not np.array_equal(other["params"], want)

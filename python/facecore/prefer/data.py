@@ -20,8 +20,8 @@ def make_images(n: int, seed: int, *, image_size: int, crop_scale: float = 1.25,
     """``n`` synthetic faces (parameters from ``prior``, a :func:`facecore.synth.sample_params` prior;
     None: ``domain``'s preset prior): ``crops`` float32 ``[n, S, S, 3]`` in [0, 1] (``S = image_size``),
     ``photos`` uint8 ``[n, resolution, resolution, 3]`` (what a person is shown), ``params`` float32
-    ``[n, 61]`` (the truth) and ``eval_batch``, a dict :func:`facecore.estimator.evaluate` reads
-    (``image``, ``params``, ``camera``, ``identity``, ``rig``)."""
+    ``[n, 61]`` (the truth), ``prior`` (the one the parameters came from) and ``eval_batch``, a dict
+    :func:`facecore.estimator.evaluate` reads (``image``, ``params``, ``camera``, ``identity``, ``rig``)."""
     from ..estimator.predict import boxes_from_landmarks, crop_faces
     from ..synth import load_preset, render_batch, sample_params
 
@@ -51,6 +51,7 @@ def make_images(n: int, seed: int, *, image_size: int, crop_scale: float = 1.25,
         "crops": torch.cat(crops),
         "photos": photos_np,
         "params": params_np,
+        "prior": prior,
         "eval_batch": {"image": photos_np, "params": params_np,
                        "camera": {"projection": np.concatenate(proj)},
                        "identity": np.concatenate(ident), "rig": rig_name},
