@@ -1,11 +1,13 @@
-// CPU rasterizer: triangle setup once per image (clip, snap, edge functions: raster_common.h, shared with
-// the CUDA kernel), binning into 16x16 screen tiles, then per-tile coverage and depth test with integer edge
-// functions, OpenMP over tiles. Barycentrics and depth come from the original triangle's homogeneous edge
-// functions (rasterize.h).
+// CPU rasterizer: per image, each vertex classified and snapped once, triangle setup (clip, edge functions:
+// raster_common.h, shared with the CUDA kernel), binning into 16x16 screen tiles, then per-tile coverage and
+// depth test with integer edge functions. OpenMP over images when the batch has enough of them, else over
+// vertices, triangles and tiles inside each image. Barycentrics and depth come from the original triangle's
+// homogeneous edge functions (rasterize.h).
 #include "facecore/rasterize.h"
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <string>
 #include <vector>
@@ -37,9 +39,13 @@ struct Scratch {
   std::vector<Prim> prims, extra;
   std::vector<TriCoef> coef;
   std::vector<int8_t> kind;
+  std::vector<uint8_t> outcode;   // per vertex: outside_bits
+  std::vector<int64_t> snapped;   // per vertex: (X, Y) snapped corner, valid where outcode == 0
   std::vector<int32_t> order, list;
   std::vector<int64_t> start, fill;
-  size_t bytes() const { return cpu::capacity_bytes(prims, extra, coef, kind, order, list, start, fill); }
+  size_t bytes() const {
+    return cpu::capacity_bytes(prims, extra, coef, kind, outcode, snapped, order, list, start, fill);
+  }
 };
 
 template <class T>
@@ -87,119 +93,172 @@ void validate_triangles(const char* fn, const int32_t* tri, int64_t T, int64_t V
                   std::to_string(tri[i]) + " outside [0, V=" + std::to_string(V) + ")");
 }
 
+namespace {
+
+// One image: pos [V, 4] -> out [H, W, 4] (and dout), `nthreads` threads inside the image.
 template <class T>
-void rasterize_forward(const RasterizeParams<T>& p, T* rast, T* db, const CpuOptions& opt) {
-  check_triangle_count<T>("rasterize", p.T_);
-  validate_triangles("rasterize", p.tri, p.T_, p.V);
-  const int nthreads = cpu::resolve_threads(opt);
-  const int64_t H = p.H, W = p.W, NT = p.T_;
+void rasterize_image(const RasterizeParams<T>& p, const T* pos, T* out, T* dout, Scratch& sc, int nthreads) {
+  const int64_t H = p.H, W = p.W, NT = p.T_, V = p.V;
   const double G = kGuard / double(std::max(H, W));
   const int ntx = int((W + kTile - 1) / kTile), nty = int((H + kTile - 1) / kTile);
   const int64_t ntiles = int64_t(ntx) * nty;
-  // Scratch reused across calls (no page faults per frame): per-triangle prims and coefficients, the prims
-  // of clipped triangles, and the tile lists; released after a call that made it big (scratch.h).
-  // (thread_local per calling thread; bound to a plain reference so that OpenMP workers share the caller's.)
-  static thread_local Scratch scratch;
-  Scratch& sc = scratch;
-  const cpu::ScratchTrim<Scratch> trim(sc);
   auto& prims = sc.prims;
   auto& extra = sc.extra;
   auto& coef = sc.coef;
   auto& kind = sc.kind;
+  auto& outcode = sc.outcode;
+  auto& snapped = sc.snapped;
   auto& order = sc.order;
   auto& list = sc.list;
   auto& start = sc.start;
   auto& fill = sc.fill;
   if (int64_t(prims.size()) < NT) prims.resize(NT), coef.resize(NT), kind.resize(NT);
+  if (int64_t(outcode.size()) < V) outcode.resize(V), snapped.resize(2 * V);
   start.assign(ntiles + 1, 0);
   fill.resize(ntiles);
   const PixelGrid g(H, W);
-  const int setup_threads = threads_for(nthreads, NT, 2048), tile_threads = threads_for(nthreads, H * W, 4096);
-
-  for (int64_t b = 0; b < p.B; ++b) {
-    const T* pos = p.pos + b * p.V * 4;
-    // 1. setup, in parallel over triangles: a triangle inside the clip volume writes its prim in place
-    //    (kind 1); one that needs clipping (kind 2) is set up in the serial pass below, its prims going to
-    //    `extra` in id order.
+  const int vertex_threads = threads_for(nthreads, V, 4096), setup_threads = threads_for(nthreads, NT, 2048),
+            tile_threads = threads_for(nthreads, H * W, 4096);
+  const double sx = snap_sx(W), sy = snap_sy(H);
+  // 1. per vertex (each is shared by ~6 triangles): clip outcode, and the snapped corner when inside.
+#pragma omp parallel for schedule(static) num_threads(vertex_threads)
+  for (int64_t i = 0; i < V; ++i) {
+    double v[4];
+    for (int j = 0; j < 4; ++j) v[j] = double(pos[i * 4 + j]);
+    outcode[i] = uint8_t(outside_bits(v, G));
+    if (outcode[i] == 0) snap(v, sx, sy, snapped[2 * i], snapped[2 * i + 1]);
+  }
+  // 2. setup, in parallel over triangles (classify as raster::classify, from the outcodes): a triangle inside
+  //    the clip volume writes its prim in place (kind 1); one that needs clipping (kind 2) is set up in the
+  //    serial pass below, its prims going to `extra` in id order.
 #pragma omp parallel for schedule(static) num_threads(setup_threads)
-    for (int64_t t = 0; t < NT; ++t) {
+  for (int64_t t = 0; t < NT; ++t) {
+    const int32_t* tr = p.tri + 3 * t;
+    const unsigned o0 = outcode[tr[0]], o1 = outcode[tr[1]], o2 = outcode[tr[2]];
+    if (o0 & o1 & o2) {
+      kind[t] = int8_t(kCulled);
+      continue;
+    }
+    if (o0 | o1 | o2) {
+      kind[t] = int8_t(kClip);
+      continue;
+    }
+    const int64_t X[3] = {snapped[2 * tr[0]], snapped[2 * tr[1]], snapped[2 * tr[2]]};
+    const int64_t Y[3] = {snapped[2 * tr[0] + 1], snapped[2 * tr[1] + 1], snapped[2 * tr[2] + 1]};
+    double v[3][4];
+    load_triangle(pos, tr, v);
+    Prim& pr = prims[t];
+    kind[t] = int8_t(setup_snapped(v, X, Y, H, W, p.cull_backfaces, coef[t], [&](const Edges& e) {
+      static_cast<Edges&>(pr) = e;
+      std::copy(coef[t].zw, coef[t].zw + 3, pr.zw);
+      pr.tri = int32_t(t);
+    }));
+  }
+  extra.clear();
+  order.clear();
+  for (int64_t t = 0; t < NT; ++t) {
+    if (kind[t] == 1) {
+      order.push_back(int32_t(t));
+    } else if (kind[t] == 2) {
       double v[3][4];
       load_triangle(pos, p.tri + 3 * t, v);
-      const Setup k = classify(v, G);
-      Prim& pr = prims[t];
-      kind[t] = k != kInside ? int8_t(k) : int8_t(setup_triangle(v, k, H, W, G, p.cull_backfaces, coef[t],
-                                                                 [&](const Edges& e) {
-                                                                   static_cast<Edges&>(pr) = e;
-                                                                   std::copy(coef[t].zw, coef[t].zw + 3, pr.zw);
-                                                                   pr.tri = int32_t(t);
-                                                                 }));
-    }
-    extra.clear();
-    order.clear();
-    for (int64_t t = 0; t < NT; ++t) {
-      if (kind[t] == 1) {
-        order.push_back(int32_t(t));
-      } else if (kind[t] == 2) {
-        double v[3][4];
-        load_triangle(pos, p.tri + 3 * t, v);
-        setup_triangle(v, kClip, H, W, G, p.cull_backfaces, coef[t], [&](const Edges& e) {
-          Prim pr;
-          static_cast<Edges&>(pr) = e;
-          std::copy(coef[t].zw, coef[t].zw + 3, pr.zw);
-          pr.tri = int32_t(t);
-          order.push_back(int32_t(NT + int64_t(extra.size())));
-          extra.push_back(pr);
-        });
-      }
-    }
-    auto prim = [&](int32_t i) -> const Prim& { return i < NT ? prims[i] : extra[i - NT]; };
-    // 2. binning: counting sort of (tile, prim) pairs, prims in increasing order inside each tile.
-    std::fill(start.begin(), start.end(), 0);
-    for (int32_t i : order) {
-      const Prim& pr = prim(i);
-      for (int ty = pr.y0 / kTile; ty <= pr.y1 / kTile; ++ty)
-        for (int tx = pr.x0 / kTile; tx <= pr.x1 / kTile; ++tx) start[int64_t(ty) * ntx + tx + 1]++;
-    }
-    for (int64_t i = 0; i < ntiles; ++i) start[i + 1] += start[i];
-    list.resize(start[ntiles]);
-    std::copy(start.begin(), start.end() - 1, fill.begin());
-    for (int32_t i : order) {
-      const Prim& pr = prim(i);
-      for (int ty = pr.y0 / kTile; ty <= pr.y1 / kTile; ++ty)
-        for (int tx = pr.x0 / kTile; tx <= pr.x1 / kTile; ++tx) list[fill[int64_t(ty) * ntx + tx]++] = i;
-    }
-    // 3. per tile: coverage, depth test, then barycentrics of the winners.
-    T* out = rast + b * H * W * 4;
-    T* dout = db ? db + b * H * W * 4 : nullptr;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(tile_threads)
-    for (int64_t tile = 0; tile < ntiles; ++tile) {
-      double zbuf[kTile * kTile];
-      int32_t ibuf[kTile * kTile];
-      std::fill(zbuf, zbuf + kTile * kTile, std::numeric_limits<double>::infinity());
-      std::fill(ibuf, ibuf + kTile * kTile, -1);
-      const int tx0 = int(tile % ntx) * kTile, ty0 = int(tile / ntx) * kTile;
-      const int tx1 = std::min<int>(tx0 + kTile, int(W)) - 1, ty1 = std::min<int>(ty0 + kTile, int(H)) - 1;
-      raster_tile(prims.data(), extra.data(), NT, list.data() + start[tile], start[tile + 1] - start[tile],
-                  tx0, ty0, tx1, ty1, g, zbuf, ibuf);
-      for (int y = ty0; y <= ty1; ++y)
-        for (int x = tx0; x <= tx1; ++x) {
-          const int slot = (y - ty0) * kTile + (x - tx0);
-          T* o = out + (y * W + x) * 4;
-          T* d = dout ? dout + (y * W + x) * 4 : nullptr;
-          const int32_t id = ibuf[slot];
-          if (id < 0) {
-            o[0] = o[1] = o[2] = o[3] = T(0);
-            if (d) d[0] = d[1] = d[2] = d[3] = T(0);
-            continue;
-          }
-          const TriCoef& tc = coef[id];
-          double u, v, dd[4];
-          pixel_barycentrics(tc.c0, tc.c1, tc.s, g.px(x), g.py(y), g, u, v, d ? dd : nullptr);
-          o[0] = T(u), o[1] = T(v), o[2] = T(zbuf[slot]), o[3] = T(id + 1);
-          if (d) d[0] = T(dd[0]), d[1] = T(dd[1]), d[2] = T(dd[2]), d[3] = T(dd[3]);
-        }
+      setup_triangle(v, kClip, H, W, G, p.cull_backfaces, coef[t], [&](const Edges& e) {
+        Prim pr;
+        static_cast<Edges&>(pr) = e;
+        std::copy(coef[t].zw, coef[t].zw + 3, pr.zw);
+        pr.tri = int32_t(t);
+        order.push_back(int32_t(NT + int64_t(extra.size())));
+        extra.push_back(pr);
+      });
     }
   }
+  auto prim = [&](int32_t i) -> const Prim& { return i < NT ? prims[i] : extra[i - NT]; };
+  // 3. binning: counting sort of (tile, prim) pairs, prims in increasing order inside each tile.
+  for (int32_t i : order) {
+    const Prim& pr = prim(i);
+    for (int ty = pr.y0 / kTile; ty <= pr.y1 / kTile; ++ty)
+      for (int tx = pr.x0 / kTile; tx <= pr.x1 / kTile; ++tx) start[int64_t(ty) * ntx + tx + 1]++;
+  }
+  for (int64_t i = 0; i < ntiles; ++i) start[i + 1] += start[i];
+  list.resize(start[ntiles]);
+  std::copy(start.begin(), start.end() - 1, fill.begin());
+  for (int32_t i : order) {
+    const Prim& pr = prim(i);
+    for (int ty = pr.y0 / kTile; ty <= pr.y1 / kTile; ++ty)
+      for (int tx = pr.x0 / kTile; tx <= pr.x1 / kTile; ++tx) list[fill[int64_t(ty) * ntx + tx]++] = i;
+  }
+  // 4. per tile: coverage, depth test, then barycentrics of the winners.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(tile_threads)
+  for (int64_t tile = 0; tile < ntiles; ++tile) {
+    double zbuf[kTile * kTile];
+    int32_t ibuf[kTile * kTile];
+    std::fill(zbuf, zbuf + kTile * kTile, std::numeric_limits<double>::infinity());
+    std::fill(ibuf, ibuf + kTile * kTile, -1);
+    const int tx0 = int(tile % ntx) * kTile, ty0 = int(tile / ntx) * kTile;
+    const int tx1 = std::min<int>(tx0 + kTile, int(W)) - 1, ty1 = std::min<int>(ty0 + kTile, int(H)) - 1;
+    raster_tile(prims.data(), extra.data(), NT, list.data() + start[tile], start[tile + 1] - start[tile], tx0,
+                ty0, tx1, ty1, g, zbuf, ibuf);
+    for (int y = ty0; y <= ty1; ++y)
+      for (int x = tx0; x <= tx1; ++x) {
+        const int slot = (y - ty0) * kTile + (x - tx0);
+        T* o = out + (y * W + x) * 4;
+        T* d = dout ? dout + (y * W + x) * 4 : nullptr;
+        const int32_t id = ibuf[slot];
+        if (id < 0) {
+          o[0] = o[1] = o[2] = o[3] = T(0);
+          if (d) d[0] = d[1] = d[2] = d[3] = T(0);
+          continue;
+        }
+        const TriCoef& tc = coef[id];
+        double u, v, dd[4];
+        pixel_barycentrics(tc.c0, tc.c1, tc.s, g.px(x), g.py(y), g, u, v, d ? dd : nullptr);
+        o[0] = T(u), o[1] = T(v), o[2] = T(zbuf[slot]), o[3] = T(id + 1);
+        if (d) d[0] = T(dd[0]), d[1] = T(dd[1]), d[2] = T(dd[2]), d[3] = T(dd[3]);
+      }
+  }
+}
+
+// Scratch reused across calls (no page faults per frame): per-vertex snaps, per-triangle prims and
+// coefficients, the prims of clipped triangles, and the tile lists; released after a call that made it big
+// (scratch.h). One set per thread that rasterizes whole images.
+Scratch& thread_scratch() {
+  static thread_local Scratch scratch;
+  return scratch;
+}
+
+}  // namespace
+
+template <class T>
+void rasterize_forward(const RasterizeParams<T>& p, T* rast, T* db, const CpuOptions& opt) {
+  check_triangle_count<T>("rasterize", p.T_);
+  validate_triangles("rasterize", p.tri, p.T_, p.V);
+  const int nthreads = cpu::resolve_threads(opt);
+  const int64_t img = p.H * p.W * 4;
+  // A batch of at least as many images as threads: one image per thread at a time (no barrier per image,
+  // and the serial binning of each image overlaps the others'); fewer images: threads inside each image.
+  // Either way an image's result is the same (nothing in it depends on the thread count).
+  const int batch_threads = int(std::min<int64_t>(nthreads, p.B));
+  if (batch_threads > 1 && p.B >= nthreads) {
+    std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(batch_threads)
+    for (int64_t b = 0; b < p.B; ++b) {
+      try {
+        Scratch& sc = thread_scratch();
+        const cpu::ScratchTrim<Scratch> trim(sc);
+        rasterize_image(p, p.pos + b * p.V * 4, rast + b * img, db ? db + b * img : nullptr, sc, 1);
+      } catch (...) {
+#pragma omp critical(facecore_rasterize_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    return;
+  }
+  // (bound to a plain reference so that the OpenMP workers inside the image share the caller's scratch)
+  Scratch& sc = thread_scratch();
+  const cpu::ScratchTrim<Scratch> trim(sc);
+  for (int64_t b = 0; b < p.B; ++b)
+    rasterize_image(p, p.pos + b * p.V * 4, rast + b * img, db ? db + b * img : nullptr, sc, nthreads);
 }
 
 template <class T>

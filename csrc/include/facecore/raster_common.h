@@ -217,19 +217,32 @@ FACECORE_HD TriCoef tri_coef(const double v[3][4]) {
 // for each of its screen primitives (the triangle itself, or the fan of its clipped polygon), which keep the
 // triangle's id, and returns how many. `tc` holds the triangle's coefficients before the first emit (so emit
 // may read tc.zw); a triangle whose z/w plane is not finite (degenerate in homogeneous space) draws nothing.
+// The kInside case with the corners already snapped (X, Y = snap(v[c])): edges first, since most rejected
+// triangles (culled, tiny) never need coefficients. The CPU kernel snaps each vertex once per image and
+// calls this directly; setup_triangle snaps per triangle. Same arithmetic, same result.
+template <class Emit>
+FACECORE_HD int setup_snapped(const double v[3][4], const int64_t X[3], const int64_t Y[3], int64_t H, int64_t W,
+                              bool cull, TriCoef& tc, Emit&& emit) {
+  Edges e;
+  if (!setup_edges(X, Y, cull, H, W, e)) return 0;
+  tc = tri_coef(v);
+  if (!finite(tc.zw[0] + tc.zw[1] + tc.zw[2])) return 0;
+  emit(e);
+  return 1;
+}
+
+// Snap scale: X = (x/w + 1) * sx, Y = (1 - y/w) * sy in 1/256 pixel.
+FACECORE_HD double snap_sx(int64_t W) { return double(W) * double(kSubpixel / 2); }
+FACECORE_HD double snap_sy(int64_t H) { return double(H) * double(kSubpixel / 2); }
+
 template <class Emit>
 FACECORE_HD int setup_triangle(const double v[3][4], Setup kind, int64_t H, int64_t W, double G, bool cull,
                                TriCoef& tc, Emit&& emit) {
-  const double sx = double(W) * double(kSubpixel / 2), sy = double(H) * double(kSubpixel / 2);
-  if (kind == kInside) {  // edges first: most rejected triangles (culled, tiny) never need coefficients
+  const double sx = snap_sx(W), sy = snap_sy(H);
+  if (kind == kInside) {
     int64_t X[3], Y[3];
     for (int c = 0; c < 3; ++c) snap(v[c], sx, sy, X[c], Y[c]);
-    Edges e;
-    if (!setup_edges(X, Y, cull, H, W, e)) return 0;
-    tc = tri_coef(v);
-    if (!finite(tc.zw[0] + tc.zw[1] + tc.zw[2])) return 0;
-    emit(e);
-    return 1;
+    return setup_snapped(v, X, Y, H, W, cull, tc, emit);
   }
   if (kind != kClip) return 0;
   tc = tri_coef(v);

@@ -7,11 +7,12 @@ its custom ops, autograd and fake implementations on import.
 from .antialias import antialias
 from .attention import attention
 from .blendshape import SparseDeltas, blendshape, deform, sparse_deltas
+from .blur import gaussian_blur
 from .interpolate import interpolate
 from .linear_logprobs import linear_logprobs
 from .rasterize import rasterize
 from .shade import shade
 from .vertex_normals import vertex_normals
 
-__all__ = ["antialias", "attention", "blendshape", "deform", "interpolate", "linear_logprobs",
+__all__ = ["antialias", "attention", "blendshape", "deform", "gaussian_blur", "interpolate", "linear_logprobs",
     "rasterize", "shade", "sparse_deltas", "SparseDeltas", "vertex_normals"]

@@ -104,13 +104,14 @@ def vertex_albedo(rig, appearance: dict[str, torch.Tensor] | None) -> torch.Tens
     skin = rig.groups.get("skin")
     if skin is None:
         skin = torch.arange(V, device=rig.device)
-    ref = base[skin].median(0).values.clamp_min(1e-3)  # the rig's own skin colour
-    basis = _wave_basis(rig)  # [W, V]
-    factor = torch.ones(B, V, 3, dtype=base.dtype, device=base.device)
-    for w in range(basis.shape[0]):  # fixed order: the same sums for a sample in any batch
-        factor = factor + waves[:, w, None, :] * basis[w, None, :, None]
+    base_skin = base[skin]
+    ref = base_skin.median(0).values.clamp_min(1e-3)  # the rig's own skin colour
+    basis = _wave_basis(rig)[:, skin].T.contiguous()  # [V_skin, W]
+    # One [V_skin, W] x [W, 3] product per sample (not one batched product whose blocking may depend on
+    # B): a sample's albedo, and so its bytes, are the same in any batch.
+    factor = 1 + torch.stack([basis @ waves[b] for b in range(B)])  # [B, V_skin, 3]
     out = base.unsqueeze(0).expand(B, -1, -1).clone()
-    out[:, skin] = (base[skin].unsqueeze(0) * (tone / ref).unsqueeze(1) * factor[:, skin]).clamp(0, 1)
+    out[:, skin] = (base_skin.unsqueeze(0) * (tone / ref).unsqueeze(1) * factor).clamp(0, 1)
     return out
 
 

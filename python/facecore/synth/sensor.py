@@ -6,12 +6,12 @@ upsampled), ``image`` (a random square crop, 50-100 % of the short side, of a PN
 sRGB-decoded). Colours: a grey ``brightness`` level, tinted by up to ``saturation``.
 
 Sensor (in this order): exposure gain and white-balance gains; saturation about the luminance;
-Gaussian blur (separable, per-sample sigma); Gaussian read noise (per-sample s.d.); quantisation to
-sRGB uint8 (:func:`facecore.render.color.to_uint8`); JPEG compression (Pillow) with probability
-``jpeg``. All per-pixel arithmetic is elementwise in a fixed order, so a sample's image does not depend
-on its batch. The read noise comes from a per-sample ``torch.Generator`` seeded from
-``SeedSequence([seed, index, STREAM_SENSOR])`` on the image's device (the same bytes on every run of
-one device type; CPU and CUDA generators differ).
+Gaussian blur (:func:`facecore.ops.gaussian_blur`, per-sample sigma); Gaussian read noise (per-sample
+s.d.); quantisation to sRGB uint8 (:func:`facecore.render.color.to_uint8`); JPEG compression (Pillow)
+with probability ``jpeg``. All per-pixel arithmetic is elementwise in a fixed order (the blur uses each
+sample's own radius), so a sample's image does not depend on its batch. The read noise comes from a
+per-sample ``torch.Generator`` seeded from ``SeedSequence([seed, index, STREAM_SENSOR])`` on the image's
+device (the same bytes on every run of one device type; CPU and CUDA generators differ).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import ops
 from .prior import STREAM_SENSOR, sample_rngs, sample_uniforms
 
 BACKGROUNDS = ("solid", "gradient", "noise", "image")
@@ -128,32 +129,6 @@ def make_backgrounds(
     return out, names
 
 
-def _gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of ``img [B, H, W, C]`` with per-sample ``sigma [B]`` (pixels; 0 = none),
-    as weighted sums of shifted copies (reflect padding). Sample i's kernel has radius ceil(3 sigma_i)
-    whatever the batch holds (taps beyond it weigh exactly 0), so a sample blurs the same alone or in
-    a batch; samples with sigma 0 are copied through untouched."""
-    sigma = sigma.to(img)
-    on = (sigma > 0).nonzero().squeeze(1)
-    if on.numel() == 0:
-        return img
-    s = sigma.index_select(0, on)[:, None]  # [B', 1]
-    r = max(1, int(np.ceil(3 * float(s.max()))))
-    k = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)[None]
-    wts = torch.where(k.abs() <= torch.ceil(3 * s), torch.exp(-0.5 * (k / s) ** 2), torch.zeros_like(k))
-    wts = wts / wts.sum(1, keepdim=True)  # [B', 2r+1]
-    x = img.index_select(0, on).permute(0, 3, 1, 2)
-    for dim in (2, 3):
-        pad = (0, 0, r, r) if dim == 2 else (r, r, 0, 0)
-        xp = F.pad(x, pad, mode="reflect" if x.shape[dim] > r else "replicate")
-        acc = torch.zeros_like(x)
-        n = x.shape[dim]
-        for j in range(2 * r + 1):
-            acc = acc + wts[:, j, None, None, None] * xp.narrow(dim, j, n)
-        x = acc
-    return img.index_copy(0, on, x.permute(0, 2, 3, 1))
-
-
 def apply_sensor(img: torch.Tensor, spec, u: np.ndarray, seed: int, indices) -> tuple[torch.Tensor, dict]:
     """Linear ``img [B, H, W, 3]`` -> sRGB uint8 ``[B, H, W, 3]`` through the sensor (module docstring),
     with the per-sample effect parameters (a dict of ``[B]`` / ``[B, 3]`` tensors)."""
@@ -173,7 +148,7 @@ def apply_sensor(img: torch.Tensor, spec, u: np.ndarray, seed: int, indices) -> 
     if spec.saturation != (1.0, 1.0):
         lum = (x * t([0.2126, 0.7152, 0.0722])).sum(-1, keepdim=True)
         x = lum + t(sat)[:, None, None, None] * (x - lum)
-    x = _gaussian_blur(x, t(blur))
+    x = ops.gaussian_blur(x.contiguous(), t(blur))  # per-sample radius: the same alone or in a batch
     if float(noise.max()) > 0:
         eps = torch.empty_like(x)
         for b, rng in enumerate(sample_rngs(seed, indices, STREAM_SENSOR + 100)):
