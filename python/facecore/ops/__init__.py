@@ -12,7 +12,8 @@ from .interpolate import interpolate
 from .linear_logprobs import linear_logprobs
 from .rasterize import rasterize
 from .shade import shade
+from .srgb import srgb_uint8
 from .vertex_normals import vertex_normals
 
 __all__ = ["antialias", "attention", "blendshape", "deform", "gaussian_blur", "interpolate", "linear_logprobs",
-    "rasterize", "shade", "sparse_deltas", "SparseDeltas", "vertex_normals"]
+    "rasterize", "shade", "sparse_deltas", "srgb_uint8", "SparseDeltas", "vertex_normals"]

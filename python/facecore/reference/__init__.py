@@ -12,7 +12,8 @@ from .linear_logprobs import linear_logprobs, sequence_logprobs
 from .rasterize import antialias, interpolate, rasterize
 from .shade import MODELS as shade_models
 from .shade import shade
+from .srgb import srgb_uint8
 from .vertex_normals import vertex_normals
 
 __all__ = ["antialias", "attention", "blendshape", "deform", "gaussian_blur", "interpolate", "linear_logprobs", "losses",
-    "rasterize", "rigid", "sequence_logprobs", "shade", "shade_models", "vertex_normals"]
+    "rasterize", "rigid", "sequence_logprobs", "shade", "shade_models", "srgb_uint8", "vertex_normals"]

@@ -75,15 +75,18 @@ def to_uint8(x: Any, srgb: bool = True) -> Any:
     """Float image values in [0, 1] -> uint8: clamp, sRGB-encode (``srgb=True``; pass False for
     alpha, masks and data that is not colour), scale by 255 and round half up.
 
-    A torch tensor gives a uint8 tensor on the same device (detached); anything else a numpy array.
+    A torch tensor gives a uint8 tensor on the same device (detached), through
+    :func:`facecore.ops.srgb_uint8` (the curve and the rounding in float64); anything else a numpy array.
     NaN becomes 0. Integer inputs raise TypeError: they are already quantised.
     """
     if isinstance(x, torch.Tensor):
+        from .. import ops
+
         _check_float_tensor(x, "to_uint8")
-        v = torch.nan_to_num(x.detach(), nan=0.0).clamp(0.0, 1.0)
-        if srgb:
-            v = linear_to_srgb(v)
-        return torch.floor(v * 255.0 + 0.5).to(torch.uint8)
+        v = x.detach()
+        if v.dtype not in (torch.float32, torch.float64):
+            v = v.float()
+        return ops.srgb_uint8(v.reshape(1, -1), srgb=srgb).view(x.shape)
     a = np.nan_to_num(_float_array(x, "to_uint8"), nan=0.0)
     v = np.clip(a, 0.0, 1.0)
     if srgb:

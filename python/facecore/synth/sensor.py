@@ -7,9 +7,9 @@ sRGB-decoded). Colours: a grey ``brightness`` level, tinted by up to ``saturatio
 
 Sensor (in this order): exposure gain and white-balance gains; saturation about the luminance;
 Gaussian blur (:func:`facecore.ops.gaussian_blur`, per-sample sigma); Gaussian read noise (per-sample
-s.d.); quantisation to sRGB uint8 (:func:`facecore.render.color.to_uint8`); JPEG compression (Pillow)
-with probability ``jpeg``. All per-pixel arithmetic is elementwise in a fixed order (the blur uses each
-sample's own radius), so a sample's image does not depend on its batch. The read noise comes from a
+s.d.) and quantisation to sRGB uint8 in one pass (:func:`facecore.ops.srgb_uint8`); JPEG compression
+(Pillow) with probability ``jpeg``. All per-pixel arithmetic is elementwise in a fixed order (the blur
+uses each sample's own radius), so a sample's image does not depend on its batch. The read noise comes from a
 per-sample ``torch.Generator`` seeded from ``SeedSequence([seed, index, STREAM_SENSOR])`` on the image's
 device (the same bytes on every run of one device type; CPU and CUDA generators differ).
 """
@@ -132,8 +132,6 @@ def make_backgrounds(
 def apply_sensor(img: torch.Tensor, spec, u: np.ndarray, seed: int, indices) -> tuple[torch.Tensor, dict]:
     """Linear ``img [B, H, W, 3]`` -> sRGB uint8 ``[B, H, W, 3]`` through the sensor (module docstring),
     with the per-sample effect parameters (a dict of ``[B]`` / ``[B, 3]`` tensors)."""
-    from ..render.color import to_uint8
-
     dev, dt = img.device, img.dtype
     lerp = lambda r, x: r[0] + (r[1] - r[0]) * x  # noqa: E731
     exposure = lerp(spec.exposure, u[:, 0])
@@ -147,15 +145,16 @@ def apply_sensor(img: torch.Tensor, spec, u: np.ndarray, seed: int, indices) -> 
     x = img * (t(exposure)[:, None] * t(wb))[:, None, None, :]
     if spec.saturation != (1.0, 1.0):
         lum = (x * t([0.2126, 0.7152, 0.0722])).sum(-1, keepdim=True)
-        x = lum + t(sat)[:, None, None, None] * (x - lum)
+        x.sub_(lum).mul_(t(sat)[:, None, None, None]).add_(lum)  # lum + sat (x - lum), in place
     x = ops.gaussian_blur(x.contiguous(), t(blur))  # per-sample radius: the same alone or in a batch
+    eps = None
     if float(noise.max()) > 0:
         eps = torch.empty_like(x)
         for b, rng in enumerate(sample_rngs(seed, indices, STREAM_SENSOR + 100)):
             g = torch.Generator(device=dev).manual_seed(int(rng.integers(0, 2**62)))
             eps[b] = torch.randn(x.shape[1:], generator=g, device=dev, dtype=dt)
-        x = x + t(noise)[:, None, None, None] * eps
-    out = to_uint8(x)
+    # x + noise * eps, quantised to sRGB uint8, in one pass
+    out = ops.srgb_uint8(x, eps, None if eps is None else t(noise))
     if jpeg.any():
         out = _jpeg(out, jpeg, quality)
     info = {
