@@ -39,6 +39,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import errno
@@ -756,30 +757,51 @@ def _write_shard(path: Path, spec: DatasetSpec, engine: _Renderer, first: int, c
         shard = _ShardFile(path)
     except OSError as e:
         raise _check_space(e, path) from None
-    try:
-        for b0 in range(first, first + count, batch):
-            b = min(batch, first + count - b0)
-            t = time.perf_counter()
-            samples = engine.render(b0, b)
-            t1 = time.perf_counter()
-            encoded = [(spec.key(s["index"]), _encode(s, spec)) for s in samples]
-            t2 = time.perf_counter()
-            for key, members in encoded:
-                for ext, data in members:
-                    shard.add(f"{key}.{ext}", data)
-            timings["render"] += t1 - t
-            timings["encode"] += t2 - t1
-            timings["write"] += time.perf_counter() - t2
-            step(b0 + b - first)
+    def encode_and_add(samples: list[dict[str, Any]]) -> None:
         t = time.perf_counter()
-        shard.commit()
-        timings["write"] += time.perf_counter() - t
-    except OSError as e:
-        shard.abort()
-        raise _check_space(e, path) from None
-    except BaseException:  # an error, Ctrl-C, SIGTERM (the CLI turns it into SystemExit): no partial shard
-        shard.abort()
-        raise
+        encoded = [(spec.key(s["index"]), _encode(s, spec)) for s in samples]
+        t1 = time.perf_counter()
+        for key, members in encoded:
+            for ext, data in members:
+                shard.add(f"{key}.{ext}", data)
+        timings["encode"] += t1 - t
+        timings["write"] += time.perf_counter() - t1
+
+    # Batch k is encoded and written on a second thread while batch k + 1 renders (PNG/zlib and the
+    # kernels release the GIL); one batch in flight at a time, so members keep their order.
+    pending: concurrent.futures.Future | None = None
+    done = 0  # samples of the batch in flight, counted once it is written
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="facecore-encode") as pool:
+        try:
+            for b0 in range(first, first + count, batch):
+                b = min(batch, first + count - b0)
+                t = time.perf_counter()
+                samples = engine.render(b0, b)
+                timings["render"] += time.perf_counter() - t
+                if pending is not None:
+                    pending.result()
+                    step(done)
+                pending, done = pool.submit(encode_and_add, samples), b0 + b - first
+            if pending is not None:
+                pending.result()
+                step(done)
+            t = time.perf_counter()
+            shard.commit()
+            timings["write"] += time.perf_counter() - t
+        except OSError as e:
+            _settle(pending)
+            shard.abort()
+            raise _check_space(e, path) from None
+        except BaseException:  # an error, Ctrl-C, SIGTERM (the CLI makes it SystemExit): no partial shard
+            _settle(pending)
+            shard.abort()
+            raise
+
+
+def _settle(pending: concurrent.futures.Future | None) -> None:
+    """Wait for an in-flight encode before its shard is aborted (its own error, if any, is superseded)."""
+    if pending is not None:
+        concurrent.futures.wait([pending])
 
 
 # ---------------------------------------------------------------------------------------------------
