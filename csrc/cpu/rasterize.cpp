@@ -117,7 +117,8 @@ void rasterize_image(const RasterizeParams<T>& p, const T* pos, T* out, T* dout,
   start.assign(ntiles + 1, 0);
   fill.resize(ntiles);
   const PixelGrid g(H, W);
-  const int vertex_threads = threads_for(nthreads, V, 4096), setup_threads = threads_for(nthreads, NT, 2048),
+  // (the vertex pass is ~20 ns a vertex: only a large mesh is worth waking a second thread for)
+  const int vertex_threads = threads_for(nthreads, V, 32768), setup_threads = threads_for(nthreads, NT, 2048),
             tile_threads = threads_for(nthreads, H * W, 4096);
   const double sx = snap_sx(W), sy = snap_sy(H);
   // 1. per vertex (each is shared by ~6 triangles): clip outcode, and the snapped corner when inside.
