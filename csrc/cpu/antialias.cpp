@@ -105,8 +105,8 @@ constexpr uint8_t kNear = 8;  // sil bit 3: a silhouette edge is within kMaxWalk
 // pair walk then reads 9 contiguous doubles per triangle instead of gathering three vertices.
 template <class T>
 void silhouettes(const T* pos, const int32_t* tri, int64_t NT, const std::vector<int32_t>& nbr,
-                 std::vector<int8_t>& orient, std::vector<uint8_t>& sil, std::vector<uint8_t>& g, double* coef,
-                 int nthreads) {
+                 std::vector<int8_t>& orient, std::vector<uint8_t>& sil, std::vector<uint8_t>& g,
+                 std::vector<int32_t> (&front)[2], double* coef, int nthreads) {
   const int nth = threads_for(nthreads, NT, 8192);
 #pragma omp parallel for schedule(static) num_threads(nth)
   for (int64_t t = 0; t < NT; ++t) {
@@ -135,6 +135,26 @@ void silhouettes(const T* pos, const int32_t* tri, int64_t NT, const std::vector
     near_count += bits != 0;
   }
   if (near_count == NT) return;  // every triangle is on a silhouette: nothing to grow
+  if (nth == 1) {
+    // One thread: grow by frontiers (the triangles marked in the last step mark their unmarked
+    // neighbours), touching only the triangles near a silhouette. The same set as the passes below:
+    // near_s = near_{s-1} + neighbours(near_{s-1}), and the neighbours of older members are already in.
+    auto& frontier = front[0];
+    auto& next = front[1];
+    frontier.clear();
+    for (int64_t t = 0; t < NT; ++t)
+      if (sil[t] & kNear) frontier.push_back(int32_t(t));
+    for (int step = 1; step < kMaxWalk && !frontier.empty(); ++step) {
+      next.clear();
+      for (int32_t t : frontier)
+        for (int k = 0; k < 3; ++k) {
+          const int32_t n = nbr[3 * int64_t(t) + k];
+          if (n >= 0 && !(sil[n / 3] & kNear)) sil[n / 3] |= kNear, next.push_back(n / 3);
+        }
+      std::swap(frontier, next);
+    }
+    return;
+  }
   g.resize(NT);
   for (int step = 1; step < kMaxWalk; ++step) {
     int64_t grown = 0;
@@ -280,11 +300,12 @@ inline bool touched(const uint8_t* act, int64_t H, int64_t W, int64_t x, int64_t
 struct Scratch {
   std::vector<int8_t> orient;
   std::vector<uint8_t> sil, grow;
+  std::vector<int32_t> front[2];  // the one-thread growth's frontiers
   std::vector<Pair> pairs;
   std::vector<uint8_t> act;
   std::vector<double> coef;
   std::vector<double> acc;
-  size_t bytes() const { return cpu::capacity_bytes(orient, sil, grow, pairs, act, coef, acc); }
+  size_t bytes() const { return cpu::capacity_bytes(orient, sil, grow, front[0], front[1], pairs, act, coef, acc); }
 };
 
 // Edge ids (3 t + k) are int32.
@@ -306,7 +327,7 @@ void antialias_image(const AntialiasParams<T>& p, int64_t b, const std::vector<i
   const T* rast = p.rast + b * H * W * 4;
   const T* col = p.color + b * H * W * C;
   T* o = out + b * H * W * C;
-  silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.grow, sc.coef.data(), nthreads);
+  silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.grow, sc.front, sc.coef.data(), nthreads);
   eval_pairs(p, rast, sc.coef.data(), sc.sil.data(), nbr.data(), g, pix_threads, sc.pairs, sc.act);
   const uint8_t* act = sc.act.data();
 #pragma omp parallel for schedule(static) num_threads(pix_threads)
@@ -391,7 +412,7 @@ void antialias_backward(const AntialiasParams<T>& p, const T* grad_out, T* grad_
     const T* col = p.color + b * H * W * C;
     const T* go = grad_out + b * H * W * C;
     T* gc = grad_color + b * H * W * C;
-    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.grow, sc.coef.data(), nthreads);
+    silhouettes(pos, p.tri, NT, nbr, sc.orient, sc.sil, sc.grow, sc.front, sc.coef.data(), nthreads);
     eval_pairs(p, rast, sc.coef.data(), sc.sil.data(), nbr.data(), g, nthreads, sc.pairs, sc.act);
     const uint8_t* act = sc.act.data();
     std::fill(sc.acc.begin(), sc.acc.end(), 0.0);

@@ -246,3 +246,28 @@ def test_cpu_kernels_stay_inside_their_arrays():
                     _C.antialias_backward(g(color), g(rast), g(pos), g(tri), go, gc, gp, 2, 0)
                     assert bool(torch.isfinite(gp).all())
     """)
+
+
+def test_same_bytes_alone_in_a_batch_and_on_any_thread_count(gen):
+    """rasterize and antialias give an image the same bytes alone (threads inside the image: parallel
+    vertex, setup and tile passes, and the parallel silhouette growth on a mesh above its 16k-triangle
+    threshold), in a batch (one whole image per thread, frontier growth) and on one thread."""
+    pos, tri = sphere_scene(gen, B=3, n=92, dtype=torch.float32)  # 33k triangles
+    assert tri.shape[0] > 16384
+    color = torch.rand(3, 61, 67, 3, generator=gen)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        rast = ops.rasterize(pos, tri, (61, 67))
+        out = ops.antialias(color, rast, pos, tri)
+        alone = [(ops.rasterize(pos[i : i + 1], tri, (61, 67)),) for i in range(3)]
+        alone = [(r, ops.antialias(color[i : i + 1], r, pos[i : i + 1], tri)) for i, (r,) in enumerate(alone)]
+        torch.set_num_threads(1)
+        rast1 = ops.rasterize(pos, tri, (61, 67))
+        out1 = ops.antialias(color, rast1, pos, tri)
+    finally:
+        torch.set_num_threads(n)
+    assert bool((out != color).any())  # there are silhouettes to blend
+    assert torch.equal(rast1, rast) and torch.equal(out1, out)
+    for i, (r, o) in enumerate(alone):
+        assert torch.equal(r[0], rast[i]) and torch.equal(o[0], out[i]), i
