@@ -130,11 +130,11 @@ def _shade_layer(rast: torch.Tensor, tri: torch.Tensor, attr: torch.Tensor, eye:
     return flat, n, w, lights.shade(alb, n, view, batch=batch).to(torch.float32)
 
 
-def _composite_alpha(rgba, rast, clip, tri_a, opacity, attr, eye, lights) -> torch.Tensor:
-    """One semi-transparent layer (the alpha groups' nearest surface) over the opaque image, where it
-    lies in front of the opaque surface: ``rgb = a * layer + (1 - a) * below``. Labels (mask, depth,
-    landmarks) stay those of the opaque surface."""
-    B, H, W, _ = rgba.shape
+def _composite_alpha(rgb_img, rast, clip, tri_a, opacity, attr, eye, lights) -> torch.Tensor:
+    """One semi-transparent layer (the alpha groups' nearest surface) over the opaque image ``[B, H, W,
+    3]``, where it lies in front of the opaque surface: ``rgb = a * layer + (1 - a) * below``. Labels
+    (mask, depth, landmarks) stay those of the opaque surface."""
+    B, H, W, _ = rgb_img.shape
     rast_a = ops.rasterize(clip, tri_a, (H, W))
     covered = rast[..., 3] > 0
     front = (rast_a[..., 3] > 0) & (~covered | (rast_a[..., 2] < rast[..., 2]))
@@ -142,10 +142,9 @@ def _composite_alpha(rgba, rast, clip, tri_a, opacity, attr, eye, lights) -> tor
     flat, _, _, rgb = _shade_layer(rast_a, tri_a, attr, eye, lights)
     tid = rast_a.reshape(-1, 4)[flat, 3].round().long() - 1
     a = opacity.index_select(0, tid).unsqueeze(1)
-    out = rgba.reshape(B * H * W, 4).clone()
+    out = rgb_img.reshape(B * H * W, 3)
     below = out.index_select(0, flat)
-    mixed = torch.cat([a * rgb + (1 - a) * below[:, :3], a + (1 - a) * below[:, 3:]], 1)
-    return out.index_put((flat,), mixed).view(B, H, W, 4)
+    return out.index_put((flat,), a * rgb + (1 - a) * below).view(B, H, W, 3)
 
 
 def render_batch(
@@ -220,12 +219,13 @@ def render_batch(
     attr = torch.cat([normals, verts, clip[..., 3:], albedo.expand(B, -1, -1)], -1)  # [B, V, 10]
     rast = ops.rasterize(clip, tri, (H, W))
     flat, n, w, rgb = _shade_layer(rast, tri, attr, cam["eye"], lights)
-    rgba = torch.cat([background, background.new_zeros(B, H, W, 1)], -1).reshape(B * H * W, 4)
-    rgba = rgba.index_put((flat,), torch.cat([rgb, rgb.new_ones(rgb.shape[0], 1)], -1)).view(B, H, W, 4)
-    rgba = ops.antialias(rgba, rast, clip, tri)
+    # colour only (the mask and the other labels come from rast): the face over the background, its
+    # silhouette antialiased (channels are independent), then the alpha layer
+    rgb_img = background.reshape(B * H * W, 3).index_put((flat,), rgb).view(B, H, W, 3)
+    rgb_img = ops.antialias(rgb_img, rast, clip, tri)
     if tri_a.shape[0]:
-        rgba = _composite_alpha(rgba, rast, clip, tri_a, opacity.to(dev), attr, cam["eye"], lights)
-    image, sensor_info = apply_sensor(rgba[..., :3].contiguous(), sc.sensor, bu[:, _K_BG:], seed, indices)
+        rgb_img = _composite_alpha(rgb_img, rast, clip, tri_a, opacity.to(dev), attr, cam["eye"], lights)
+    image, sensor_info = apply_sensor(rgb_img, sc.sensor, bu[:, _K_BG:], seed, indices)
 
     triangle_id = rast[..., 3].round().to(torch.int64) - 1
     out = {
