@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from .. import ops
-from ..ops.rasterize import MAX_TRIANGLES
 from . import scene as scn
 from .identity import deform_batch, num_identity, sample_appearance, sample_identity, vertex_albedo
 from .landmarks import landmark_indices, project, visibility
@@ -98,11 +97,6 @@ def _transform(M: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _stacked(tri: torch.Tensor, B: int, V: int) -> torch.Tensor:
-    off = torch.arange(B, dtype=torch.int32, device=tri.device).mul_(V).view(B, 1, 1)
-    return (tri.unsqueeze(0) + off).reshape(-1, 3)
-
-
 def _per_sample(x, B: int, dev) -> torch.Tensor:
     """A scalar or ``[B]`` light parameter as ``[B]`` float32."""
     return torch.as_tensor(x).to(dev, torch.float32).reshape(-1).expand(B).clone()
@@ -113,18 +107,12 @@ def _shade_layer(rast: torch.Tensor, tri: torch.Tensor, attr: torch.Tensor, eye:
     them -> (flat pixel indices, normals, w, linear RGB). Only covered pixels are shaded (a face
     fills part of the frame), as facecore.render.Renderer does."""
     B, H, W, _ = rast.shape
-    V, C = attr.shape[1], attr.shape[-1]
-    T = tri.shape[0]
+    C = attr.shape[-1]
     flat = (rast[..., 3] > 0).reshape(-1).nonzero().squeeze(1)
-    rc = rast.reshape(-1, 4).index_select(0, flat)
     batch = flat // (H * W)
-    if B * T <= MAX_TRIANGLES[torch.float32]:
-        ids = rc[:, 3:] + (batch * T).to(rc.dtype).unsqueeze(1)
-        f = ops.interpolate(
-            attr.reshape(1, B * V, C), torch.cat([rc[:, :3], ids], 1).view(1, 1, -1, 4), _stacked(tri, B, V)
-        ).view(-1, C)
-    else:
-        f = ops.interpolate(attr, rast, tri).view(-1, C).index_select(0, flat)
+    # the whole image (the kernel skips background pixels), then the covered rows: cheaper than gathering
+    # the covered rast rows into one stacked mesh first, and the same values
+    f = ops.interpolate(attr, rast, tri).view(-1, C).index_select(0, flat)
     n, P, w, alb = f[:, 0:3], f[:, 3:6], f[:, 6], f[:, 7:10]
     view = eye.index_select(0, batch) - P
     return flat, n, w, lights.shade(alb, n, view, batch=batch).to(torch.float32)
