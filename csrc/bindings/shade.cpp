@@ -14,6 +14,20 @@ void check_rows(const char* fn, const char* name, const Array& a, int64_t N, DTy
   check_same_device(fn, "albedo", ref, {{name, &a}});
 }
 
+// An input [N, 3] whose rows may lie further apart than 3 (columns of a wider row-major array: no copy);
+// returns the row stride.
+int64_t check_strided_rows(const char* fn, const char* name, const Array& a, int64_t N, DType t,
+                           const Array& ref) {
+  check_shape(fn, name, a, {N, 3}, "[N, 3]");
+  check_dtype(fn, name, a, t);
+  check_same_device(fn, "albedo", ref, {{name, &a}});
+  const int64_t rs = N > 1 ? int64_t(a.stride(0)) : 3;
+  if (a.stride(1) != 1 || rs < 3)
+    fail(fn, std::string(name) + " must have unit column stride and a row stride of at least 3 (the Python "
+                                 "layer makes it so)");
+  return rs;
+}
+
 void check_per_image(const char* fn, const char* name, const Array& a, std::initializer_list<int64_t> dims,
                      const char* spec, DType t, const Array& ref) {
   check_shape(fn, name, a, dims, spec);
@@ -38,11 +52,11 @@ void forward(const Array& albedo, const Array& normal, const Array& view, const 
   dispatch_float(fn, "albedo", dtype_of(albedo), [&](auto tag) {
     using T = decltype(tag);
     const DType t = dtype_of(albedo);
-    check_rows(fn, "albedo", albedo, N, t, albedo);
-    check_rows(fn, "normal", normal, N, t, albedo);
+    const int64_t albedo_stride = check_strided_rows(fn, "albedo", albedo, N, t, albedo);
+    const int64_t normal_stride = check_strided_rows(fn, "normal", normal, N, t, albedo);
     check_rows(fn, "rgb", rgb, N, t, albedo);
     const bool has_view = view.ndim() == 2 && view.shape(0) != 0;
-    if (has_view) check_rows(fn, "view", view, N, t, albedo);
+    const int64_t view_stride = has_view ? check_strided_rows(fn, "view", view, N, t, albedo) : 3;
     check_per_image(fn, "batch", batch, {N}, "[N]", DType::i64, albedo);
     check_per_image(fn, "ambient", ambient, {B, 3}, "[B, 3]", t, albedo);
     check_per_image(fn, "directions", directions, {B, L, 3}, "[B, L, 3]", t, albedo);
@@ -54,6 +68,7 @@ void forward(const Array& albedo, const Array& normal, const Array& view, const 
     ShadeParams<T> p;
     p.N = N, p.B = B, p.L = L;
     p.albedo = data<T>(albedo), p.normal = data<T>(normal), p.view = has_view ? data<T>(view) : nullptr;
+    p.albedo_stride = albedo_stride, p.normal_stride = normal_stride, p.view_stride = view_stride;
     p.batch = data<int64_t>(batch);
     p.ambient = data<T>(ambient), p.directions = data<T>(directions), p.colors = data<T>(colors);
     p.sh = has_sh ? data<T>(sh) : nullptr;

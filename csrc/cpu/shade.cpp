@@ -30,7 +30,7 @@ template <class T>
 void shade_row(const ShadeParams<T>& p, int64_t i, T* out) {
   const int64_t b = p.batch[i];
   T n[3], v[3];
-  unit(p.normal + 3 * i, n);
+  unit(p.normal + p.normal_stride * i, n);
   const bool toon = p.model == ShadeModel::toon;
   const T* amb = p.ambient + 3 * b;
   T irr[3] = {amb[0], amb[1], amb[2]};
@@ -54,11 +54,11 @@ void shade_row(const ShadeParams<T>& p, int64_t i, T* out) {
       irr[c] += toon ? band(e, p.bands) : e;
     }
   }
-  const T* alb = p.albedo + 3 * i;
+  const T* alb = p.albedo + p.albedo_stride * i;
   for (int c = 0; c < 3; ++c) out[c] = alb[c] * irr[c];
   const T w = p.specular[b];
   if (p.model == ShadeModel::lambert || !p.view || w == T(0)) return;
-  unit(p.view + 3 * i, v);
+  unit(p.view + p.view_stride * i, v);
   const T shin = p.shininess[b];
   T spec[3] = {0, 0, 0};
   for (int64_t l = 0; l < p.L; ++l) {

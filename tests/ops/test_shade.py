@@ -121,3 +121,24 @@ def test_bad_model_and_bands():
         ops.shade(**x, model="phong")
     with pytest.raises(ValueError, match="bands must be a positive int"):
         ops.shade(**x, model="toon", bands=0)
+
+
+def test_rows_may_be_columns_of_a_wider_array():
+    """albedo / normal / view as column slices of one [N, 10] attribute array (what the renderers pass) read
+    the same rows as contiguous copies; rows closer than 3 apart are refused by the kernel."""
+    x = _inputs(N=77, seed=9)
+    wide = torch.randn(77, 10, generator=torch.Generator().manual_seed(1))
+    wide[:, 7:10] = x["albedo"]
+    wide[:, 0:3], wide[:, 3:6] = x["normal"], x["view"]
+    sliced = dict(x, albedo=wide[:, 7:10], normal=wide[:, 0:3], view=wide[:, 3:6])
+    assert not sliced["albedo"].is_contiguous()
+    for model in MODELS:
+        assert torch.equal(ops.shade(**sliced, model=model), ops.shade(**x, model=model))
+    from facecore import _C
+
+    overlapping = torch.as_strided(torch.rand(80), (77, 3), (1, 1))
+    args = [x[k] for k in ("albedo", "normal", "view", "batch", "ambient", "directions", "colors", "sh",
+                           "specular", "shininess")]
+    args[1] = overlapping
+    with pytest.raises(Exception, match="normal must have unit column stride"):
+        _C.shade_forward(*args, 0, 3, torch.empty(77, 3), 1)

@@ -19,9 +19,12 @@ enum class ShadeModel : int { lambert = 0, blinn_phong = 1, toon = 2 };
 template <class T>
 struct ShadeParams {
   int64_t N = 0, B = 0, L = 0;
-  const T* albedo = nullptr;       // [N, 3]
-  const T* normal = nullptr;       // [N, 3], need not be unit
-  const T* view = nullptr;         // [N, 3] towards the camera, or nullptr (then no specular term)
+  const T* albedo = nullptr;       // [N, 3] rows `albedo_stride` apart
+  const T* normal = nullptr;       // [N, 3] rows `normal_stride` apart, need not be unit
+  const T* view = nullptr;         // [N, 3] rows `view_stride` apart, towards the camera, or nullptr (then
+                                   // no specular term)
+  int64_t albedo_stride = 3, normal_stride = 3, view_stride = 3;  // >= 3: rows may be columns of a wider
+                                                                  // array (interpolated attributes)
   const int64_t* batch = nullptr;  // [N], every entry in [0, B)
   const T* ambient = nullptr;      // [B, 3]
   const T* directions = nullptr;   // [B, L, 3], unit, towards each light

@@ -116,6 +116,13 @@ def shade(albedo: torch.Tensor, normal: torch.Tensor, view: torch.Tensor | None,
             raise ValueError(f"{op}: batch holds image indices outside [0, B={B})")
         return ref.shade(albedo, normal, view, batch, ambient, directions, colors, sh, specular, shininess,
                          model, bands)
-    c = [None if t is None else t.contiguous() for t in (albedo, normal, view, batch, ambient, directions,
-                                                         colors, sh, specular, shininess)]
-    return torch.ops.facecore.shade(*c, MODELS.index(model), bands)
+    rows = [None if t is None else _rows(t) for t in (albedo, normal, view)]
+    c = [None if t is None else t.contiguous() for t in (batch, ambient, directions, colors, sh, specular,
+                                                         shininess)]
+    return torch.ops.facecore.shade(*rows, *c, MODELS.index(model), bands)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """``[N, 3]`` rows as the kernel reads them: unit column stride, rows at least 3 apart (columns of a
+    wider array, such as interpolated attributes, pass without a copy)."""
+    return t if t.stride(1) == 1 and (t.shape[0] <= 1 or t.stride(0) >= 3) else t.contiguous()
