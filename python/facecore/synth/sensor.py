@@ -152,7 +152,7 @@ def apply_sensor(img: torch.Tensor, spec, u: np.ndarray, seed: int, indices) -> 
         eps = torch.empty_like(x)
         for b, rng in enumerate(sample_rngs(seed, indices, STREAM_SENSOR + 100)):
             g = torch.Generator(device=dev).manual_seed(int(rng.integers(0, 2**62)))
-            eps[b] = torch.randn(x.shape[1:], generator=g, device=dev, dtype=dt)
+            torch.randn(x.shape[1:], generator=g, out=eps[b])
     # x + noise * eps, quantised to sRGB uint8, in one pass
     out = ops.srgb_uint8(x, eps, None if eps is None else t(noise))
     if jpeg.any():
