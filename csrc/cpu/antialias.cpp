@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <exception>
 #include <string>
 #include <vector>
 
@@ -367,27 +366,12 @@ void antialias_forward(const AntialiasParams<T>& p, T* out, const CpuOptions& op
   const int nthreads = cpu::resolve_threads(opt);
   std::vector<int32_t> nbr_local;
   const std::vector<int32_t>& nbr = cached_neighbours(p.tri, p.T_, p.V, nbr_local);
-  // A batch of at least as many images as threads: one image per thread at a time (each with its own
-  // scratch, no barrier per image); fewer images: threads inside each image. The result is the same.
-  if (nthreads > 1 && p.B >= nthreads) {
-    std::exception_ptr error;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (int64_t b = 0; b < p.B; ++b) {
-      try {
-        Scratch& sc = thread_scratch();
-        const cpu::ScratchTrim<Scratch> trim(sc);
-        antialias_image(p, b, nbr, sc, 1, out);
-      } catch (...) {
-#pragma omp critical(facecore_antialias_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-    if (error) std::rethrow_exception(error);
-    return;
-  }
-  Scratch& sc = thread_scratch();  // a plain reference: OpenMP workers share the caller's buffers
-  const cpu::ScratchTrim<Scratch> trim(sc);
-  for (int64_t b = 0; b < p.B; ++b) antialias_image(p, b, nbr, sc, nthreads, out);
+  // Whole images per thread on a batch, threads inside the image otherwise; the result is the same.
+  cpu::for_each_image(p.B, nthreads, [&](int64_t b, int inside) {
+    Scratch& sc = thread_scratch();  // a plain reference: the OpenMP workers inside the image share it
+    const cpu::ScratchTrim<Scratch> trim(sc);
+    antialias_image(p, b, nbr, sc, inside, out);
+  });
 }
 
 template <class T>

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <exception>
 #include <string>
 #include <vector>
 
@@ -109,36 +108,18 @@ void pass_y_transposed(const T* g, T* dst, int64_t H, int64_t row, const T* w, i
     }
 }
 
-// The intermediate image of the calling thread (kept between calls: no page faults per batch; a buffer
-// bigger than cpu::kKeepScratchBytes is released by the next call that needs less).
+// The intermediate image, one per thread that blurs (kept between calls: no page faults per batch;
+// released after a call that made it bigger than scratch.h allows).
 template <class T>
-std::vector<T>& scratch(int64_t n) {
-  static thread_local std::vector<T> buf;
-  if (buf.capacity() * sizeof(T) > cpu::kKeepScratchBytes && size_t(n) * sizeof(T) <= cpu::kKeepScratchBytes)
-    std::vector<T>().swap(buf);
-  buf.resize(n);
-  return buf;
-}
+struct Scratch {
+  std::vector<T> tmp;
+  size_t bytes() const { return cpu::capacity_bytes(tmp); }
+};
 
-// Runs body(b, threads_inside) for every image: in parallel over images when there are at least as many
-// as threads, else one image at a time with all threads inside it. Exceptions (allocation) are rethrown.
-template <class F>
-void for_each_image(int64_t B, int nthreads, F&& body) {
-  if (nthreads > 1 && B >= nthreads) {
-    std::exception_ptr error;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (int64_t b = 0; b < B; ++b) {
-      try {
-        body(b, 1);
-      } catch (...) {
-#pragma omp critical(facecore_blur_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-    if (error) std::rethrow_exception(error);
-    return;
-  }
-  for (int64_t b = 0; b < B; ++b) body(b, nthreads);
+template <class T>
+Scratch<T>& thread_scratch() {
+  static thread_local Scratch<T> scratch;
+  return scratch;
 }
 
 }  // namespace
@@ -155,14 +136,17 @@ template <class T>
 void gaussian_blur_forward(const BlurParams<T>& p, const T* img, T* out, const CpuOptions& opt) {
   validate_sigma("gaussian_blur", p.sigma, p.B);
   const int64_t H = p.H, W = p.W, C = p.C, row = W * C, n = H * row;
-  for_each_image(p.B, cpu::resolve_threads(opt), [&](int64_t b, int inside) {
+  cpu::for_each_image(p.B, cpu::resolve_threads(opt), [&](int64_t b, int inside) {
     const T* src = img + b * n;
     T* dst = out + b * n;
     if (!(p.sigma[b] > 0)) {
       std::copy(src, src + n, dst);
       return;
     }
-    std::vector<T>& tmp = scratch<T>(n);
+    Scratch<T>& sc = thread_scratch<T>();  // (the threads inside one image share the caller's)
+    const cpu::ScratchTrim<Scratch<T>> trim(sc);
+    std::vector<T>& tmp = sc.tmp;
+    tmp.resize(n);
     std::vector<T> w;
     const int r = gaussian_taps(p.sigma[b], w);
     const int threads = int(std::clamp<int64_t>(n / 16384, 1, inside));
@@ -180,14 +164,17 @@ template <class T>
 void gaussian_blur_backward(const BlurParams<T>& p, const T* grad_out, T* grad_img, const CpuOptions& opt) {
   validate_sigma("gaussian_blur_backward", p.sigma, p.B);
   const int64_t H = p.H, W = p.W, C = p.C, row = W * C, n = H * row;
-  for_each_image(p.B, cpu::resolve_threads(opt), [&](int64_t b, int) {
+  cpu::for_each_image(p.B, cpu::resolve_threads(opt), [&](int64_t b, int) {
     const T* g = grad_out + b * n;
     T* dst = grad_img + b * n;
     if (!(p.sigma[b] > 0)) {
       std::copy(g, g + n, dst);
       return;
     }
-    std::vector<T>& tmp = scratch<T>(n);
+    Scratch<T>& sc = thread_scratch<T>();  // (the threads inside one image share the caller's)
+    const cpu::ScratchTrim<Scratch<T>> trim(sc);
+    std::vector<T>& tmp = sc.tmp;
+    tmp.resize(n);
     std::vector<T> w;
     const int r = gaussian_taps(p.sigma[b], w);
     pass_x_transposed(g, tmp.data(), H, W, C, w.data(), r);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <thread>
 
 #include "facecore/common.h"
@@ -35,6 +36,29 @@ inline int max_threads() {
 // The thread count for a kernel: the request (or OpenMP's default when <= 0), clamped to [1, max_threads()].
 inline int resolve_threads(const CpuOptions& opt) {
   return std::clamp(opt.num_threads > 0 ? opt.num_threads : omp_get_max_threads(), 1, max_threads());
+}
+
+// Runs body(b, threads_inside) for every image b of a batch: in parallel over images, one whole image per
+// thread (threads_inside = 1), when there are at least as many images as threads; else one image at a time
+// with all threads inside it. Kernels whose images do not depend on the thread count give the same result
+// either way. An exception thrown by a worker (allocation) is rethrown on the calling thread.
+template <class F>
+void for_each_image(int64_t B, int nthreads, F&& body) {
+  if (nthreads > 1 && B >= nthreads) {
+    std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t b = 0; b < B; ++b) {
+      try {
+        body(b, 1);
+      } catch (...) {
+#pragma omp critical(facecore_for_each_image_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    return;
+  }
+  for (int64_t b = 0; b < B; ++b) body(b, nthreads);
 }
 
 }  // namespace facecore::cpu

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <exception>
 #include <limits>
 #include <string>
 #include <vector>
@@ -235,31 +234,13 @@ void rasterize_forward(const RasterizeParams<T>& p, T* rast, T* db, const CpuOpt
   validate_triangles("rasterize", p.tri, p.T_, p.V);
   const int nthreads = cpu::resolve_threads(opt);
   const int64_t img = p.H * p.W * 4;
-  // A batch of at least as many images as threads: one image per thread at a time (no barrier per image,
-  // and the serial binning of each image overlaps the others'); fewer images: threads inside each image.
-  // Either way an image's result is the same (nothing in it depends on the thread count).
-  const int batch_threads = int(std::min<int64_t>(nthreads, p.B));
-  if (batch_threads > 1 && p.B >= nthreads) {
-    std::exception_ptr error;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(batch_threads)
-    for (int64_t b = 0; b < p.B; ++b) {
-      try {
-        Scratch& sc = thread_scratch();
-        const cpu::ScratchTrim<Scratch> trim(sc);
-        rasterize_image(p, p.pos + b * p.V * 4, rast + b * img, db ? db + b * img : nullptr, sc, 1);
-      } catch (...) {
-#pragma omp critical(facecore_rasterize_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-    if (error) std::rethrow_exception(error);
-    return;
-  }
-  // (bound to a plain reference so that the OpenMP workers inside the image share the caller's scratch)
-  Scratch& sc = thread_scratch();
-  const cpu::ScratchTrim<Scratch> trim(sc);
-  for (int64_t b = 0; b < p.B; ++b)
-    rasterize_image(p, p.pos + b * p.V * 4, rast + b * img, db ? db + b * img : nullptr, sc, nthreads);
+  // Whole images per thread on a batch (no barrier per image, and the serial binning of each image overlaps
+  // the others'), threads inside the image otherwise; nothing in an image depends on the thread count.
+  cpu::for_each_image(p.B, nthreads, [&](int64_t b, int inside) {
+    Scratch& sc = thread_scratch();  // a plain reference: the OpenMP workers inside the image share it
+    const cpu::ScratchTrim<Scratch> trim(sc);
+    rasterize_image(p, p.pos + b * p.V * 4, rast + b * img, db ? db + b * img : nullptr, sc, inside);
+  });
 }
 
 template <class T>

@@ -1,5 +1,5 @@
 // CPU linear -> 8-bit encoding by step thresholds (srgb.h): one table of the 255 input values where the code
-// steps up, found per call, and a bucket table on the value's float bits that leaves a compare or two per
+// steps up, found once per process, and a bucket table on the value's float bits that leaves a compare or two per
 // value; the optional noise term is added first. OpenMP over chunks.
 #include "facecore/srgb.h"
 
@@ -104,7 +104,8 @@ FACECORE_CPU_DISPATCH void encode_range(const SrgbParams<T>& p, const T* x, uint
 
 template <class T>
 void srgb_uint8_forward(const SrgbParams<T>& p, const T* x, uint8_t* out, const CpuOptions& opt) {
-  const Table<T> tab(p.srgb);
+  static const Table<T> srgb_table(true), linear_table(false);  // found once per process (thread-safe)
+  const Table<T>& tab = p.srgb ? srgb_table : linear_table;
   const int64_t n = p.B * p.N;
   constexpr int64_t kChunk = 1 << 15;
   const int64_t chunks = (n + kChunk - 1) / kChunk;

@@ -5,7 +5,7 @@
 //   E(l) = 12.92 l for l <= 0.0031308, else 1.055 l^(1/2.4) - 0.055   (sRGB, IEC 61966-2-1)  or  E(l) = l
 //
 // E and the rounding are evaluated in float64. The kernel does not evaluate E per value: q is monotone in
-// v, so it finds, once per call, the 255 smallest input values (of the input type) at which q steps up,
+// v, so it finds, once, the 255 smallest input values (of the input type) at which q steps up,
 // and each value's code is the number of steps at or below it: exactly the float64 formula with the C
 // library's pow (torch's pow may round its last bit differently, which moves a float64 value lying within
 // an ulp of a step by one code; float32 values are never that close). Spec: python/facecore/reference/srgb.py.

@@ -1,10 +1,11 @@
 """Linear float images -> 8-bit codes (sRGB-encoded, or linear for alpha and data), with an optional
 per-image additive noise term first: ``x [B, ...], noise [B, ...], noise_scale [B] -> uint8 [B, ...]``.
 Custom op ``facecore::srgb_uint8``; specification in :mod:`facecore.reference.srgb`. The CPU kernel
-finds, once per call, the 255 input values where the code steps up and encodes each value by a binary
-search in them (the reference's float64 formula, with no power function per value and no full-size
-temporaries; a float64 value within an ulp of a step may land one code apart, where the C library's pow
-and torch's round differently; float32 values agree exactly). No gradient (quantisation). On CUDA the reference runs.
+finds, once per process, the 255 input values where the code steps up and encodes each value with a
+bucket table on its float bits and a compare or two against them (the reference's float64 formula, with
+no power function per value and no full-size temporaries; a float64 value within an ulp of a step may land
+one code apart, where the C library's pow and torch's round differently; float32 values agree exactly).
+No gradient (quantisation). On CUDA the reference runs.
 """
 
 from __future__ import annotations
