@@ -223,6 +223,31 @@ def test_cull_backfaces():
     assert bool((ops.rasterize(cw, tri, 8)[..., 3] > 0).any())
 
 
+@pytest.mark.parametrize("res", [(37, 45), (200, 180), (1100, 960)])
+def test_direct_and_binned_paths_agree_bit_for_bit(res, gen):
+    """The CPU kernel draws whole images on one thread straight into an image-sized depth buffer (the direct
+    path: a batch of at least as many images as threads, images up to 1024 x 1024 pixels) and bins triangles
+    into tiles otherwise (threads inside one image). The nearest (z/w, id) wins whatever the order, so both
+    give the same rast and db: intersecting triangles, exact depth ties, corners behind the camera
+    (clipping), culling on and off, and sizes on both sides of the direct path's limit."""
+    pos, tri = random_scene(gen, B=3, T=300, dtype=torch.float32, layered=False, spread=1.2)
+    pos[:, :40, 3] *= -0.2  # corners behind the camera
+    tri = torch.cat([tri, tri[:25]])  # duplicated triangles: depth ties, the lower id wins
+    n = torch.get_num_threads()
+    try:
+        for cull in (False, True):
+            torch.set_num_threads(1)  # one thread: every image on the direct path (below the size limit)
+            direct = ops.rasterize(pos, tri, res, cull_backfaces=cull, return_db=True)
+            torch.set_num_threads(2)  # one image at a time, two threads inside it: the binned path
+            binned = [ops.rasterize(pos[b : b + 1], tri, res, cull_backfaces=cull, return_db=True)
+                      for b in range(pos.shape[0])]
+            for k in range(2):
+                assert torch.equal(direct[k], torch.cat([r[k] for r in binned]))
+            assert bool((direct[0][..., 3] > 0).any())
+    finally:
+        torch.set_num_threads(n)
+
+
 # ---------------------------------------------------------------------------------------------------
 # near-plane clipping and edge cases
 # ---------------------------------------------------------------------------------------------------

@@ -219,12 +219,15 @@ FACECORE_HD TriCoef tri_coef(const double v[3][4]) {
 // may read tc.zw); a triangle whose z/w plane is not finite (degenerate in homogeneous space) draws nothing.
 // The kInside case with the corners already snapped (X, Y = snap(v[c])): edges first, since most rejected
 // triangles (culled, tiny) never need coefficients. The CPU kernel snaps each vertex once per image and
-// calls this directly; setup_triangle snaps per triangle. Same arithmetic, same result.
-template <class Emit>
+// calls this directly; setup_triangle snaps per triangle. Same arithmetic, same result. keep(edges) may
+// drop the triangle before its coefficients are computed (the CPU's direct path drops triangles that cover
+// no pixel centre, which can never win a pixel).
+template <class Keep, class Emit>
 FACECORE_HD int setup_snapped(const double v[3][4], const int64_t X[3], const int64_t Y[3], int64_t H, int64_t W,
-                              bool cull, TriCoef& tc, Emit&& emit) {
+                              bool cull, TriCoef& tc, Keep&& keep, Emit&& emit) {
   Edges e;
   if (!setup_edges(X, Y, cull, H, W, e)) return 0;
+  if (!keep(e)) return 0;
   tc = tri_coef(v);
   if (!finite(tc.zw[0] + tc.zw[1] + tc.zw[2])) return 0;
   emit(e);
@@ -242,7 +245,7 @@ FACECORE_HD int setup_triangle(const double v[3][4], Setup kind, int64_t H, int6
   if (kind == kInside) {
     int64_t X[3], Y[3];
     for (int c = 0; c < 3; ++c) snap(v[c], sx, sy, X[c], Y[c]);
-    return setup_snapped(v, X, Y, H, W, cull, tc, emit);
+    return setup_snapped(v, X, Y, H, W, cull, tc, [](const Edges&) { return true; }, emit);
   }
   if (kind != kClip) return 0;
   tc = tri_coef(v);
