@@ -121,6 +121,18 @@ inline bool covers_any(const Edges& e) {
   return false;
 }
 
+// keep() for setup_snapped: a triangle that covers no pixel centre is dropped; one that does has its corners
+// read into v (setup_snapped computes its coefficients from v right after keep() says yes), so the corners
+// of the many triangles that cover nothing are never read.
+template <class T>
+auto keep_covering(const T* pos, const int32_t* tr, double (&v)[3][4]) {
+  return [pos, tr, &v](const Edges& e) {
+    if (!covers_any(e)) return false;
+    load_triangle(pos, tr, v);
+    return true;
+  };
+}
+
 // rast (and db) of one covered or empty pixel from the depth test's winner.
 template <class T>
 inline void write_pixel(T* o, T* d, int32_t id, double z, const std::vector<TriCoef>& coef, const PixelGrid& g,
@@ -173,14 +185,7 @@ void rasterize_direct(const RasterizeParams<T>& p, const T* pos, T* out, T* dout
     }
     const int64_t X[3] = {sc.snapped[2 * tr[0]], sc.snapped[2 * tr[1]], sc.snapped[2 * tr[2]]};
     const int64_t Y[3] = {sc.snapped[2 * tr[0] + 1], sc.snapped[2 * tr[1] + 1], sc.snapped[2 * tr[2] + 1]};
-    // the corners are read only for a triangle that covers a pixel (setup_snapped computes its
-    // coefficients from v right after keep() says yes)
-    auto keep = [&](const Edges& e) {
-      if (!covers_any(e)) return false;
-      load_triangle(pos, tr, v);
-      return true;
-    };
-    setup_snapped(v, X, Y, H, W, p.cull_backfaces, coef[t], keep, draw);
+    setup_snapped(v, X, Y, H, W, p.cull_backfaces, coef[t], keep_covering(pos, tr, v), draw);
   }
   for (int y = 0; y < H; ++y)
     for (int x = 0; x < W; ++x) {
@@ -245,13 +250,13 @@ void rasterize_image(const RasterizeParams<T>& p, const T* pos, T* out, T* dout,
     const int64_t X[3] = {snapped[2 * tr[0]], snapped[2 * tr[1]], snapped[2 * tr[2]]};
     const int64_t Y[3] = {snapped[2 * tr[0] + 1], snapped[2 * tr[1] + 1], snapped[2 * tr[2] + 1]};
     double v[3][4];
-    load_triangle(pos, tr, v);
     Prim& pr = prims[t];
-    kind[t] = int8_t(setup_snapped(v, X, Y, H, W, p.cull_backfaces, coef[t], covers_any, [&](const Edges& e) {
-      static_cast<Edges&>(pr) = e;
-      std::copy(coef[t].zw, coef[t].zw + 3, pr.zw);
-      pr.tri = int32_t(t);
-    }));
+    kind[t] = int8_t(setup_snapped(v, X, Y, H, W, p.cull_backfaces, coef[t], keep_covering(pos, tr, v),
+                                   [&](const Edges& e) {
+                                     static_cast<Edges&>(pr) = e;
+                                     std::copy(coef[t].zw, coef[t].zw + 3, pr.zw);
+                                     pr.tri = int32_t(t);
+                                   }));
   }
   extra.clear();
   order.clear();
