@@ -132,12 +132,16 @@ void validate_sigma(const char* fn, const T* sigma, int64_t B) {
                   ", expected a finite value in [0, " + std::to_string(int(kMaxBlurSigma)) + "] pixels");
 }
 
-template <class T>
-void gaussian_blur_forward(const BlurParams<T>& p, const T* img, T* out, const CpuOptions& opt) {
-  validate_sigma("gaussian_blur", p.sigma, p.B);
-  const int64_t H = p.H, W = p.W, C = p.C, row = W * C, n = H * row;
+// Runs passes(src, dst, tmp, w, r, inside) for every image b with sigma[b] > 0 (src, dst: image b of `in`
+// and `out`; tmp: an image-sized thread scratch; w: its 2 r + 1 taps; inside: the threads for that image),
+// and copies the images with sigma 0 through. The forward and the backward differ only in their passes.
+template <class T, class Passes>
+void blur_images(const char* fn, const BlurParams<T>& p, const T* in, T* out, const CpuOptions& opt,
+                 Passes&& passes) {
+  validate_sigma(fn, p.sigma, p.B);
+  const int64_t n = p.H * p.W * p.C;
   cpu::for_each_image(p.B, cpu::resolve_threads(opt), [&](int64_t b, int inside) {
-    const T* src = img + b * n;
+    const T* src = in + b * n;
     T* dst = out + b * n;
     if (!(p.sigma[b] > 0)) {
       std::copy(src, src + n, dst);
@@ -145,41 +149,36 @@ void gaussian_blur_forward(const BlurParams<T>& p, const T* img, T* out, const C
     }
     Scratch<T>& sc = thread_scratch<T>();  // (the threads inside one image share the caller's)
     const cpu::ScratchTrim<Scratch<T>> trim(sc);
-    std::vector<T>& tmp = sc.tmp;
-    tmp.resize(n);
+    sc.tmp.resize(n);
     std::vector<T> w;
     const int r = gaussian_taps(p.sigma[b], w);
+    passes(src, dst, sc.tmp.data(), w.data(), r, inside);
+  });
+}
+
+template <class T>
+void gaussian_blur_forward(const BlurParams<T>& p, const T* img, T* out, const CpuOptions& opt) {
+  const int64_t H = p.H, W = p.W, C = p.C, row = W * C, n = H * row;
+  blur_images("gaussian_blur", p, img, out, opt, [&](const T* src, T* dst, T* tmp, const T* w, int r, int inside) {
     const int threads = int(std::clamp<int64_t>(n / 16384, 1, inside));
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int64_t y0 = H * t / nt, y1 = H * (t + 1) / nt;  // pass_x of row y reads tmp row y only
-      pass_y(src, tmp.data(), H, row, w.data(), r, y0, y1);
-      pass_x(tmp.data(), dst, W, C, w.data(), r, y0, y1);
+      pass_y(src, tmp, H, row, w, r, y0, y1);
+      pass_x(tmp, dst, W, C, w, r, y0, y1);
     }
   });
 }
 
 template <class T>
 void gaussian_blur_backward(const BlurParams<T>& p, const T* grad_out, T* grad_img, const CpuOptions& opt) {
-  validate_sigma("gaussian_blur_backward", p.sigma, p.B);
-  const int64_t H = p.H, W = p.W, C = p.C, row = W * C, n = H * row;
-  cpu::for_each_image(p.B, cpu::resolve_threads(opt), [&](int64_t b, int) {
-    const T* g = grad_out + b * n;
-    T* dst = grad_img + b * n;
-    if (!(p.sigma[b] > 0)) {
-      std::copy(g, g + n, dst);
-      return;
-    }
-    Scratch<T>& sc = thread_scratch<T>();  // (the threads inside one image share the caller's)
-    const cpu::ScratchTrim<Scratch<T>> trim(sc);
-    std::vector<T>& tmp = sc.tmp;
-    tmp.resize(n);
-    std::vector<T> w;
-    const int r = gaussian_taps(p.sigma[b], w);
-    pass_x_transposed(g, tmp.data(), H, W, C, w.data(), r);
-    pass_y_transposed(tmp.data(), dst, H, row, w.data(), r);
-  });
+  const int64_t H = p.H, W = p.W, C = p.C, row = W * C;
+  blur_images("gaussian_blur_backward", p, grad_out, grad_img, opt,
+              [&](const T* g, T* dst, T* tmp, const T* w, int r, int) {
+                pass_x_transposed(g, tmp, H, W, C, w, r);
+                pass_y_transposed(tmp, dst, H, row, w, r);
+              });
 }
 
 template void validate_sigma<float>(const char*, const float*, int64_t);
