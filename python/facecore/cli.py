@@ -15,16 +15,22 @@ that looks finished, and no temporary files.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .cli_support import atomic_file, echo_warnings, need, output_file, progress_bar, user_errors
+from .cli_support import (
+    atomic_file,
+    echo_warnings,
+    exit_on_sigterm,
+    need,
+    output_file,
+    progress_bar,
+    user_errors,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="facecore: fast differentiable kernels and pipelines for ARKit facial animation.")
@@ -340,16 +346,8 @@ app.add_typer(semantic_app, name="semantic")
 app.add_typer(video_app, name="video")
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
-    # SIGTERM (kill, a job scheduler, a container stopping) unwinds like Ctrl-C, so the same finally
-    # blocks remove temporary outputs; by default it would end the process on the spot.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()
     app()
 
 

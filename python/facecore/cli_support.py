@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -117,3 +120,42 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+_sigterm_exit: SystemExit | None = None
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (kill, a job scheduler, a container stopping) unwind like Ctrl-C, so the same
+    ``finally`` blocks remove temporary outputs; by default it would end the process on the spot.
+
+    Python runs a signal handler at the next bytecode boundary, which may fall inside a weakref
+    callback or a ``__del__`` (importlib's module locks have one), where a raised exception is
+    printed as "Exception ignored" and dropped; the process would then carry on and exit 0. So when
+    our ``SystemExit`` is dropped that way it is raised again from a SIGALRM a few milliseconds later.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be installed from the main thread
+    signal.signal(signal.SIGTERM, _raise_sigterm_exit)
+    default_hook = sys.unraisablehook
+
+    def reraise_dropped_sigterm(unraisable: Any) -> None:
+        if _sigterm_exit is None or unraisable.exc_value is not _sigterm_exit:
+            default_hook(unraisable)
+        elif hasattr(signal, "setitimer"):
+            signal.signal(signal.SIGALRM, _raise_dropped_sigterm)
+            signal.setitimer(signal.ITIMER_REAL, 0.005)
+
+    sys.unraisablehook = reraise_dropped_sigterm
+
+
+def _raise_sigterm_exit(signum: int, frame: Any) -> None:
+    global _sigterm_exit
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    _sigterm_exit = SystemExit(128 + signum)
+    raise _sigterm_exit
+
+
+def _raise_dropped_sigterm(signum: int, frame: Any) -> None:
+    assert _sigterm_exit is not None
+    raise _sigterm_exit

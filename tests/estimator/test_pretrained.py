@@ -10,8 +10,8 @@ import torch
 
 from facecore import arkit
 from facecore.estimator import load_pretrained
-from facecore.estimator.pretrained import pretrained_path
 from facecore.estimator.predict import boxes_from_landmarks
+from facecore.estimator.pretrained import pretrained_path
 from facecore.synth import render_batch, sample_params
 
 

@@ -15,5 +15,5 @@ from .shade import shade
 from .srgb import srgb_uint8
 from .vertex_normals import vertex_normals
 
-__all__ = ["antialias", "attention", "blendshape", "deform", "gaussian_blur", "interpolate", "linear_logprobs",
-    "rasterize", "shade", "sparse_deltas", "srgb_uint8", "SparseDeltas", "vertex_normals"]
+__all__ = ["antialias", "attention", "blendshape", "deform", "gaussian_blur", "interpolate",
+    "linear_logprobs", "rasterize", "shade", "sparse_deltas", "srgb_uint8", "SparseDeltas", "vertex_normals"]

@@ -15,5 +15,6 @@ from .shade import shade
 from .srgb import srgb_uint8
 from .vertex_normals import vertex_normals
 
-__all__ = ["antialias", "attention", "blendshape", "deform", "gaussian_blur", "interpolate", "linear_logprobs", "losses",
-    "rasterize", "rigid", "sequence_logprobs", "shade", "shade_models", "srgb_uint8", "vertex_normals"]
+__all__ = ["antialias", "attention", "blendshape", "deform", "gaussian_blur", "interpolate",
+    "linear_logprobs", "losses", "rasterize", "rigid", "sequence_logprobs", "shade", "shade_models",
+    "srgb_uint8", "vertex_normals"]

@@ -1,0 +1,69 @@
+"""SIGTERM unwinds a ``facecore`` command like Ctrl-C, even when it lands where Python drops exceptions."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# The child installs the handler, then SIGTERMs itself inside a weakref callback (Python prints and
+# drops any exception raised there, as it did in CI inside importlib's module-lock callback), then
+# keeps working. It must still unwind through its finally block and exit 128 + SIGTERM.
+_CHILD = textwrap.dedent("""
+    import os, signal, sys, time, weakref
+    from facecore.cli_support import exit_on_sigterm
+
+    exit_on_sigterm()
+
+    class Thing:
+        pass
+
+    def callback(_):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecode boundaries: the handler runs here, inside the callback
+            pass
+        print("callback done", flush=True)
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    try:
+        del thing
+        print("after the callback", flush=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the work that must not run to the end
+            sum(range(1000))
+        print("finished the work", flush=True)
+    finally:
+        print("cleaned up", flush=True)
+""")
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer (POSIX)")
+@pytest.mark.timeout(60)
+def test_sigterm_inside_a_weakref_callback_still_unwinds():
+    proc = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    assert "cleaned up" in proc.stdout
+    assert "finished the work" not in proc.stdout
+    assert "Exception ignored" not in proc.stderr  # the dropped SystemExit is not reported as a bug
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_at_a_plain_point_unwinds_once():
+    child = textwrap.dedent("""
+        import os, signal, time
+        from facecore.cli_support import exit_on_sigterm
+        exit_on_sigterm()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(20)
+            print("slept", flush=True)
+        finally:
+            print("cleaned up", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    assert proc.stdout.split() == ["cleaned", "up"]
