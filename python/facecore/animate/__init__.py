@@ -1,7 +1,8 @@
 """Text script -> semantic keyframes -> smooth 61-channel animation (the KeyframeFace pipeline).
 
 Public names: :class:`SemanticGenerator`, :class:`LLMGenerator`, :func:`interpolate`,
-:func:`animate`, :func:`load_script` / :class:`Script`, :func:`add_secondary_motion`, :func:`run_demo`.
+:func:`animate`, :func:`load_script` / :class:`Script`, :func:`add_secondary_motion`, :func:`run_demo`,
+and the offline sentence encoder :class:`MiniLMEncoder` / :func:`default_encoder` (used by SemanticFace too).
 Submodules load lazily, so ``import facecore.animate`` does not pull in torch-heavy pieces.
 """
 
@@ -28,6 +29,8 @@ _LAZY = {
     "add_secondary_motion": "secondary",
     "mirror": "secondary",
     "run_demo": "demo",
+    "MiniLMEncoder": "encoder",
+    "default_encoder": "encoder",
     "DEMO_SCRIPT": "demo",
 }
 

@@ -39,19 +39,20 @@ def model_dir() -> Path:
 
 
 class MiniLMEncoder:
-    """``encode(list[str]) -> torch.Tensor[N, 384]`` unit-norm sentence embeddings (float32, CPU).
+    """``encode(list[str]) -> torch.Tensor[N, 384]`` unit-norm sentence embeddings (float32, on ``device``).
 
     ``attention``: ``"facecore"`` (the fused attention op), ``"torch"`` (scaled_dot_product_attention)
     or ``"auto"`` (facecore when importable)."""
 
     def __init__(self, path: str | Path | None = None, max_length: int = 128,
-                 attention: str = "auto") -> None:
+                 attention: str = "auto", device: str | torch.device = "cpu") -> None:
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
 
         path = Path(path) if path is not None else model_dir()
         self.config = json.loads((path / "config.json").read_text())
-        self.w = load_file(str(path / "model.safetensors"))
+        self.device = torch.device(device)
+        self.w = load_file(str(path / "model.safetensors"), device=str(self.device))
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=self.config.get("pad_token_id", 0))
@@ -81,11 +82,11 @@ class MiniLMEncoder:
     @torch.no_grad()
     def encode(self, sentences: list[str]) -> torch.Tensor:
         if not sentences:
-            return torch.zeros(0, self.config["hidden_size"])
+            return torch.zeros(0, self.config["hidden_size"], device=self.device)
         enc = self.tokenizer.encode_batch(list(sentences))
-        ids = torch.tensor([e.ids for e in enc])
-        mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.float32)
-        types = torch.tensor([e.type_ids for e in enc])
+        ids = torch.tensor([e.ids for e in enc], device=self.device)
+        mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.float32, device=self.device)
+        types = torch.tensor([e.type_ids for e in enc], device=self.device)
         b, n = ids.shape
         w = self.w
         x = (w["embeddings.word_embeddings.weight"][ids]

@@ -17,13 +17,16 @@ def train_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="run folder (checkpoint, metrics.jsonl, model/)")],
     config: Annotated[Path, typer.Option(help="a SemanticConfig .json/.yaml; options given here override it")]
     = None,
-    variant: Annotated[str, typer.Option(help="T1 (analysis then coefficients), T0 (coefficients only) or R "
-                                              "(regression head)")] = None,
+    variant: Annotated[str, typer.Option(help="T1 (analysis then coefficients), T0 (coefficients only), R "
+                                              "(regression head) or R+S (R + analysis alignment)")] \
+    = None,
     model: Annotated[Path, typer.Option(help="a local HF VLM folder to fine-tune with LoRA (default: "
                                              "facecore's tiny VLM, trained from scratch)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="faces per step and rank")] = None,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = None,
+    align_weight: Annotated[float, typer.Option("--align-weight", help="R+S: weight of the alignment loss")] \
+    = None,
     loss: Annotated[str, typer.Option(help="fused (facecore linear log-probs) or plain (logits + CE)")] \
     = None,
     attention: Annotated[str, typer.Option(help="facecore, sdpa or eager")] = None,
@@ -37,15 +40,15 @@ def train_cmd(
     = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
 ) -> None:
-    """Stage 2: train the face-reading model (variants R, T0, T1) on synthetic renders."""
+    """Stage 2: train the face-reading model (variants R, R+S, T0, T1) on synthetic renders."""
     from ..cli_support import progress_bar, user_errors
     from .training import SemanticConfig, train
 
     with user_errors():
         given = {"out": str(out), "variant": variant, "model": None if model is None else str(model),
-                 "steps": steps, "batch_size": batch_size, "lr": lr, "loss": loss, "domain": domain,
-                 "rig": rig, "resolution": resolution, "seed": seed, "device": device, "resume": resume,
-                 "deterministic": deterministic}
+                 "steps": steps, "batch_size": batch_size, "lr": lr, "align_weight": align_weight,
+                 "loss": loss, "domain": domain, "rig": rig, "resolution": resolution, "seed": seed,
+                 "device": device, "resume": resume, "deterministic": deterministic}
         given = {k: v for k, v in given.items() if v is not None}
         cfg = SemanticConfig.from_file(config, **given) if config else SemanticConfig.from_dict(given)
         if attention is not None:
@@ -73,6 +76,7 @@ def predict_cmd(
     from .. import arkit
     from ..cli_support import user_errors
     from ..io.semanticface import parse_semanticface
+    from .data import REGRESSION_VARIANTS
     from .inference import load
 
     with user_errors():
@@ -86,7 +90,7 @@ def predict_cmd(
                 img = np.asarray(Image.open(p).convert("RGB"))
             except OSError as e:
                 raise ValueError(f"{p}: not a readable image ({e})") from None
-            if m.variant == "R":
+            if m.variant in REGRESSION_VARIANTS:
                 analysis, params = m.predict(img)[0]
                 text = None
             else:

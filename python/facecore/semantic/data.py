@@ -26,7 +26,8 @@ import torch
 
 from .. import arkit
 
-VARIANTS = ("R", "T0", "T1")
+VARIANTS = ("R", "R+S", "T0", "T1")
+REGRESSION_VARIANTS = ("R", "R+S")  # a coefficient head, no text
 SPLITS = ("seen", "heldout", "other_rig", "toon")
 PROMPT = "Analyse the face: expression category, muscle movements, emotional implication, symmetry; " \
          "then the 61 ARKit coefficients as JSON.\n"
@@ -50,15 +51,48 @@ def format_value(v: float) -> str:
 
 def answer_pieces(params: Any, variant: str) -> list[str]:
     """The answer of ``variant`` ("T0" or "T1") for one parameter vector, as pieces (see the module)."""
-    from .describe import analysis_text, describe, quantize
+    from .describe import quantize
 
     if variant not in ("T0", "T1"):
         raise ValueError(f"variant must be 'T0' or 'T1' for a text answer, got {variant!r}")
     q = quantize(params)
-    pieces = [analysis_text(describe(q)) + ANALYSIS_END] if variant == "T1" else []
+    pieces = [analysis_target(q) + ANALYSIS_END] if variant == "T1" else []
     for i, k in enumerate(KEY_PIECES):
         pieces += [k, format_value(q[i])]
     return pieces + [CLOSE]
+
+
+def analysis_target(params: Any) -> str:
+    """The stage-1 analysis (numbered Markdown) of one parameter vector: what T1 writes before the JSON,
+    and the text whose sentence embedding R+S aligns its image features with."""
+    from .describe import analysis_text, describe, quantize
+
+    return analysis_text(describe(quantize(params)))
+
+
+class AnalysisEmbeddings:
+    """R+S's targets: ``embeddings(params [B, 61]) -> [B, D]``, the sentence encoder's unit-norm embedding
+    of each face's :func:`analysis_target`. Texts seen before come from a bounded cache (a finite
+    training set is encoded once; the encoder costs far more than the regression step on a CPU)."""
+
+    def __init__(self, encoder: Any, cache_size: int = 65536):
+        from collections import OrderedDict
+
+        self.encoder, self.cache_size = encoder, cache_size
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __call__(self, params: torch.Tensor) -> torch.Tensor:
+        texts = [analysis_target(p) for p in params]
+        new = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if new:
+            for t, e in zip(new, self.encoder.encode(new)):
+                self._cache[t] = e
+        out = torch.stack([self._cache[t] for t in texts])
+        for t in texts:
+            self._cache.move_to_end(t)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
 
 
 def answer(params: Any, variant: str = "T1") -> str:

@@ -67,7 +67,7 @@ def evaluate_split(model, spec: sd.RenderSpec, n: int = 64, batch: int = 16,
     for start in range(0, n, batch):
         b = sd.render(spec, start, min(batch, n - start))
         truth = b["params"].clamp(torch.tensor(arkit.LOW), torch.tensor(arkit.HIGH))
-        if model.variant == "R":
+        if model.variant in sd.REGRESSION_VARIANTS:
             preds = np.stack([p for _, p in model.predict(b["image"])])
             texts = [None] * len(preds)
         else:

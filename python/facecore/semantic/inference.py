@@ -2,7 +2,7 @@
 
 ``path`` is the ``model/`` folder :func:`facecore.semantic.train` exports (or the run folder holding it):
 ``facecore_semantic.json`` says what it is (``vlm``: facecore's LLaVA, ``lora``: a peft adapter on a local
-HF VLM, ``regression``: variant R) plus the image size, the prompt and the number of image tokens.
+HF VLM, ``regression``: variants R and R+S) plus the image size, the prompt and the number of image tokens.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class SemanticModel:
         """Constrained answers for ``images`` (text variants only)."""
         from .decoding import decode_any
 
-        if self.variant == "R":
-            raise ValueError("variant R regresses the coefficients and writes no text; use predict()")
+        if self.variant in sd.REGRESSION_VARIANTS:
+            raise ValueError(f"variant {self.variant} regresses the coefficients and writes no text; use "
+                             "predict()")
         pv = self._pixels(images)
         prompt = torch.tensor([sd.prompt_ids(self.tokenizer, int(self.info["n_image_tokens"]))] * pv.shape[0],
                               device=self.device)
@@ -60,10 +61,10 @@ class SemanticModel:
     def predict(self, images: Any, *, max_analysis_tokens: int = 512) -> list[tuple[dict, np.ndarray]]:
         """``images`` (uint8 ``[B, H, W, 3]``, ``[H, W, 3]`` or a list of images of any size) ->
         ``[(analysis, params)]``: the parsed analysis (``facecore.io.parse_semanticface``'s structured
-        fields; ``{}`` for T0 and R, which write none) and the 61 coefficients."""
+        fields; ``{}`` for T0, R and R+S, which write none) and the 61 coefficients."""
         from ..io.semanticface import parse_semanticface
 
-        if self.variant == "R":
+        if self.variant in sd.REGRESSION_VARIANTS:
             out = self.model(self._pixels(images)).float().cpu().numpy()
             return [({}, row.astype(np.float32)) for row in out]
         res = []
@@ -96,7 +97,7 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu",
         from safetensors.torch import load_file
 
         cfg = VLMConfig.from_dict({**info["vlm"], "attn_implementation": impl})
-        model = RegressionModel(cfg)
+        model = RegressionModel(cfg, align_dim=int(info.get("align_dim", 0)))
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         return SemanticModel(model.to(device), None, info, device)
     from transformers import AutoModelForImageTextToText

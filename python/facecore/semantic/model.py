@@ -6,8 +6,8 @@ bidirectional layers, no pooling head: LLaVA reads the patch features), LLaVA's 
 and a ``LlamaConfig`` decoder (grouped-query attention, RoPE, untied LM head). Every patch feature is one
 ``<image>`` token of the prompt (``vision_feature_select_strategy="full"``: SigLIP has no class token).
 
-:class:`RegressionModel` (variant R) is the same vision tower with a mean-pooled MLP head that outputs
-the 61 coefficients directly, squashed into their ranges.
+:class:`RegressionModel` (variants R and R+S) is the same vision tower with a mean-pooled MLP head that
+outputs the 61 coefficients directly, squashed into their ranges (R+S adds a linear alignment head).
 
 The helpers work for any HF VLM whose ``*ForConditionalGeneration`` keeps its base model in ``.model``
 and its head in ``.lm_head`` (LLaVA, Qwen2-VL, … and peft-wrapped ones): :func:`decoder_hidden` runs the
@@ -118,9 +118,10 @@ def set_attn_implementation(model: nn.Module, impl: str) -> nn.Module:
 
 class RegressionModel(nn.Module):
     """Variant R: the VLM's vision tower, mean-pooled, and an MLP to the 61 coefficients in their ranges
-    (sigmoid for blendshapes, tanh for pose)."""
+    (sigmoid for blendshapes, tanh for pose). With ``align_dim`` > 0 (variant R+S) a linear map of the
+    same pooled features into a sentence-embedding space, unit-normed, for the auxiliary alignment loss."""
 
-    def __init__(self, cfg: VLMConfig, head_hidden: int = 256):
+    def __init__(self, cfg: VLMConfig, head_hidden: int = 256, align_dim: int = 0):
         super().__init__()
         from transformers import SiglipVisionModel
 
@@ -131,12 +132,21 @@ class RegressionModel(nn.Module):
         self.vision.set_attn_implementation(cfg.attn_implementation)
         self.head = nn.Sequential(nn.LayerNorm(cfg.vision_hidden), nn.Linear(cfg.vision_hidden, head_hidden),
                                   nn.GELU(), nn.Linear(head_hidden, arkit.NUM_CHANNELS))
+        self.align = nn.Linear(cfg.vision_hidden, align_dim) if align_dim > 0 else None
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, with_alignment: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """-> coefficients ``[B, 61]``; with ``with_alignment``, also the unit-norm ``[B, align_dim]``
+        embedding of the same features."""
         feats = self.vision(pixel_values=pixel_values).last_hidden_state.mean(1)
         out = self.head(feats)
         nb = arkit.NUM_BLENDSHAPES
-        return torch.cat([torch.sigmoid(out[:, :nb]), torch.tanh(out[:, nb:])], 1)
+        params = torch.cat([torch.sigmoid(out[:, :nb]), torch.tanh(out[:, nb:])], 1)
+        if not with_alignment:
+            return params
+        if self.align is None:
+            raise ValueError("this RegressionModel has no alignment head (built with align_dim=0)")
+        return params, torch.nn.functional.normalize(self.align(feats), dim=-1)
 
 
 def inner_model(model: nn.Module) -> nn.Module:

