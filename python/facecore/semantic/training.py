@@ -6,7 +6,7 @@ Variants (the same vision tower, data and steps):
 * ``T0``: the VLM writes the JSON only;
 * ``R``: a regression head on the vision tower (:class:`facecore.semantic.model.RegressionModel`), L1 loss;
 * ``R+S``: R plus an auxiliary loss, ``align_weight * (1 - cos)`` between a linear map of the pooled
-  image features and the offline MiniLM sentence embedding (:func:`facecore.animate.default_encoder`) of
+  image features and the offline MiniLM sentence embedding (:class:`facecore.animate.MiniLMEncoder`) of
   the face's stage-1 analysis: the analysis as a training signal without writing it.
 
 The model is facecore's tiny LLaVA (:func:`facecore.semantic.model.build_vlm`, a BPE tokenizer trained
@@ -255,12 +255,11 @@ def _tokenizer(cfg: SemanticConfig, out: Path):
     return train_tokenizer(sd.tokenizer_corpus(cfg.tokenizer_texts), cfg.vocab_size)
 
 
-def build_model(cfg: SemanticConfig, tokenizer) -> tuple[nn.Module, dict[str, Any]]:
+def build_model(cfg: SemanticConfig, tokenizer, align_dim: int = 0) -> tuple[nn.Module, dict[str, Any]]:
     """The model ``cfg`` trains (seeded by the caller) and its description for
-    :func:`facecore.semantic.load`."""
+    :func:`facecore.semantic.load`; ``align_dim``: R+S's sentence-embedding size."""
     vcfg = VLMConfig.from_dict(cfg.vlm)
     if cfg.variant in sd.REGRESSION_VARIANTS:
-        align_dim = _sentence_encoder().config["hidden_size"] if cfg.variant == "R+S" else 0
         return RegressionModel(vcfg, align_dim=align_dim), {
             "kind": "regression", "vlm": dataclasses.asdict(vcfg), "image_size": vcfg.image_size,
             "variant": cfg.variant, "align_dim": align_dim}
@@ -348,7 +347,7 @@ def _train(cfg: SemanticConfig, rank: int, world: int, progress: Progress) -> di
     tokenizer = _tokenizer(cfg, out) if cfg.variant not in sd.REGRESSION_VARIANTS else None
     embed = sd.AnalysisEmbeddings(_sentence_encoder(str(device))) if cfg.variant == "R+S" else None
     torch.manual_seed(seed_of(cfg.seed, 0))  # the same init on every rank
-    model, info = build_model(cfg, tokenizer)
+    model, info = build_model(cfg, tokenizer, embed.encoder.config["hidden_size"] if embed else 0)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
