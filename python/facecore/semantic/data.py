@@ -74,8 +74,7 @@ class AnalysisEmbeddings:
     """R+S's targets: ``embeddings(params [B, 61]) -> [B, D]``, the sentence encoder's unit-norm embedding
     of each face's :func:`analysis_target`. Each text is encoded alone (no padding, so its embedding is a
     function of the text only and a resumed run sees the same bits), and texts seen before come from a
-    bounded cache (a finite training set is encoded once; the encoder costs far more than the regression
-    step on a CPU)."""
+    bounded cache (a finite training set, ``n_samples``, is encoded once, in its first epoch)."""
 
     def __init__(self, encoder: Any, cache_size: int = 65536):
         from collections import OrderedDict
