@@ -43,6 +43,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import errno
+import functools
 import glob
 import hashlib
 import io
@@ -336,6 +337,7 @@ def _fields(sample: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, 
     return out
 
 
+@functools.cache
 def _torch_dtype(name: str) -> torch.dtype:
     dt = getattr(torch, name, None)
     if not isinstance(dt, torch.dtype):
@@ -452,7 +454,8 @@ def _decode(key: str, files: Mapping[str, bytes], fields: Mapping[str, Mapping[s
             value = torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False).copy())
         elif ext in ("png", "jpg", "mask.png"):
             with Image.open(io.BytesIO(data)) as img:
-                value = torch.from_numpy(np.array(img.convert("RGB") if field == "image" else img))
+                rgb = field == "image" and img.mode != "RGB"  # facecore writes RGB: no copy for it
+                value = torch.from_numpy(np.array(img.convert("RGB") if rgb else img))
             if field == "mask" and fields.get("mask", {}).get("dtype") == "bool":
                 value = value > 127
         else:
