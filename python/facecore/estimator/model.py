@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import arkit
 from ..config_files import config_from_dict
-from ..nn import TransformerBlock
+from ..nn import TransformerBlock, straight_through_clamp
 from ..training_utils import atomic_write, read_safetensors
 
 FORMAT = "facecore.estimator"
@@ -197,7 +197,7 @@ class Estimator(nn.Module):
         range, so an output already at its edge is not pushed further out."""
         raw_mean, raw_std = self.head_outputs(images).chunk(2, dim=-1)
         if edge_gradient == "straight_through":
-            mean = raw_mean + (torch.clamp(raw_mean, self.low, self.high) - raw_mean).detach()
+            mean = straight_through_clamp(raw_mean, self.low, self.high)
         elif edge_gradient == "inward":
             mean = _ClampInward.apply(raw_mean, self.low, self.high)
         else:

@@ -2,9 +2,12 @@
 
 ``Attention`` (multi-head / grouped-query attention through :func:`facecore.ops.attention`, with an
 optional learned relative-position bias for 1-D sequences or 2-D patch grids) and ``TransformerBlock``
-(pre-norm attention + MLP).
+(pre-norm attention + MLP); ``straight_through_clamp``, the head into the ARKit ranges that keeps the
+gradient of a channel at its edge.
 """
 
 from .attention import Attention, RelativePositionBias1d, RelativePositionBias2d, TransformerBlock
+from .heads import straight_through_clamp
 
-__all__ = ["Attention", "RelativePositionBias1d", "RelativePositionBias2d", "TransformerBlock"]
+__all__ = ["Attention", "RelativePositionBias1d", "RelativePositionBias2d", "TransformerBlock",
+           "straight_through_clamp"]

@@ -180,6 +180,15 @@ def render(spec: RenderSpec, start: int, count: int) -> dict[str, torch.Tensor]:
             "index": torch.arange(start, start + count)}
 
 
+def label_median(spec: RenderSpec, n: int = 2048) -> torch.Tensor:
+    """The per-channel median ``[61]`` of the first ``n`` coefficient vectors of ``spec`` (clamped into
+    the ranges; no image is rendered): the best image-blind answer under MAE, where R starts."""
+    from ..synth import sample_params
+
+    truth = sample_params(n, spec.data_seed, spec.prior)
+    return truth.clamp(torch.tensor(arkit.LOW), torch.tensor(arkit.HIGH)).median(0).values
+
+
 def tokenizer_corpus(n: int = 512, seed: int = 12345) -> list[str]:
     """The texts the tokenizer is trained on: T1 answers of ``n`` sampled parameter vectors plus the
     prompt (a seed of its own: the tokenizer never depends on the training data's seed)."""

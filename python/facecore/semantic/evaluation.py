@@ -53,8 +53,10 @@ def _vertex_error(pred: np.ndarray, truth: torch.Tensor, identity: torch.Tensor,
 
 
 def evaluate_split(model, spec: sd.RenderSpec, n: int = 64, batch: int = 16,
-                   max_analysis_tokens: int = 512) -> dict[str, Any]:
-    """The metrics of ``model`` (:func:`facecore.semantic.load`'s object) on ``n`` faces of ``spec``."""
+                   max_analysis_tokens: int = 512, per_face: bool = False) -> dict[str, Any]:
+    """The metrics of ``model`` (:func:`facecore.semantic.load`'s object) on ``n`` faces of ``spec``;
+    with ``per_face`` also ``"per_face": {metric: [value per face]}`` (for paired comparisons: every
+    model sees the same faces of a spec)."""
     from ..io.semanticface import parse_semanticface
     from .describe import describe
 
@@ -98,15 +100,18 @@ def evaluate_split(model, spec: sd.RenderSpec, n: int = 64, batch: int = 16,
                 add("category_acc", cat == want["expression_category"])
                 add("symmetry_acc", sym == want["symmetry"])
                 add("self_consistency", (cat == got["expression_category"]) and (sym == got["symmetry"]))
-    return {k: _interval(v) for k, v in rows.items()} | {"n": n}
+    out = {k: _interval(v) for k, v in rows.items()} | {"n": n}
+    return out | {"per_face": rows} if per_face else out
 
 
 def evaluate(model, spec: sd.RenderSpec | None = None, *, n: int = 64, splits: Sequence[str] = sd.SPLITS,
-             batch: int = 16, max_analysis_tokens: int = 512) -> dict[str, dict[str, Any]]:
+             batch: int = 16, max_analysis_tokens: int = 512,
+             per_face: bool = False) -> dict[str, dict[str, Any]]:
     """``{split: metrics}`` (see the module docstring) for the training spec ``spec`` (default: the
     defaults of :class:`facecore.semantic.data.RenderSpec`)."""
     spec = spec or sd.RenderSpec()
-    return {s: evaluate_split(model, sd.split_spec(spec, s), n, batch, max_analysis_tokens) for s in splits}
+    return {s: evaluate_split(model, sd.split_spec(spec, s), n, batch, max_analysis_tokens, per_face)
+            for s in splits}
 
 
 def format_table(results: dict[str, dict[str, dict[str, Any]]],

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import data as sd
-from .model import RegressionModel, VLMConfig, pixel_values, set_attn_implementation
+from .model import REGRESSION_HEAD, RegressionModel, VLMConfig, pixel_values, set_attn_implementation
 
 INFO = "facecore_semantic.json"
 
@@ -95,6 +95,11 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu",
     impl = attn_implementation or info.get("vlm", {}).get("attn_implementation", "facecore")
     if info["kind"] == "regression":
         from safetensors.torch import load_file
+
+        if info.get("head") != REGRESSION_HEAD:
+            raise ValueError(f"{folder}: an R/R+S model exported before the regression head became a "
+                             f"straight-through clamp (head {info.get('head')!r}, expected "
+                             f"{REGRESSION_HEAD!r}); retrain it with facecore semantic train")
 
         cfg = VLMConfig.from_dict({**info["vlm"], "attn_implementation": impl})
         model = RegressionModel(cfg, align_dim=int(info.get("align_dim", 0)))

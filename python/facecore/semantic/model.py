@@ -7,7 +7,8 @@ and a ``LlamaConfig`` decoder (grouped-query attention, RoPE, untied LM head). E
 ``<image>`` token of the prompt (``vision_feature_select_strategy="full"``: SigLIP has no class token).
 
 :class:`RegressionModel` (variants R and R+S) is the same vision tower with a mean-pooled MLP head that
-outputs the 61 coefficients directly, squashed into their ranges (R+S adds a linear alignment head).
+outputs the 61 coefficients directly, clamped into their ranges with a straight-through gradient (R+S
+adds a linear alignment head).
 
 The helpers work for any HF VLM whose ``*ForConditionalGeneration`` keeps its base model in ``.model``
 and its head in ``.lm_head`` (LLaVA, Qwen2-VL, … and peft-wrapped ones): :func:`decoder_hidden` runs the
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import arkit
+from ..nn import straight_through_clamp
 from .hf_attention import check_implementation
 from .tokenizer import image_token_id
 
@@ -116,10 +118,16 @@ def set_attn_implementation(model: nn.Module, impl: str) -> nn.Module:
     return model
 
 
+REGRESSION_HEAD = "clamp"  # R/R+S exports before this had a sigmoid/tanh head; load refuses them
+
+
 class RegressionModel(nn.Module):
-    """Variant R: the VLM's vision tower, mean-pooled, and an MLP to the 61 coefficients in their ranges
-    (sigmoid for blendshapes, tanh for pose). With ``align_dim`` > 0 (variant R+S) a linear map of the
-    same pooled features into a sentence-embedding space, unit-normed, for the auxiliary alignment loss."""
+    """Variant R: the VLM's vision tower, mean-pooled, and an MLP to the 61 coefficients, clamped into their
+    ranges with a straight-through gradient (:func:`facecore.nn.straight_through_clamp`, the estimator's
+    head: a sigmoid there left every blendshape at the image-blind median, docs/semantic.md);
+    :meth:`init_mean` starts it at a given vector. With ``align_dim`` > 0 (variant R+S) a linear map of
+    the same pooled features into a sentence-embedding space, unit-normed, for the auxiliary alignment
+    loss."""
 
     def __init__(self, cfg: VLMConfig, head_hidden: int = 256, align_dim: int = 0):
         super().__init__()
@@ -133,15 +141,24 @@ class RegressionModel(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(cfg.vision_hidden), nn.Linear(cfg.vision_hidden, head_hidden),
                                   nn.GELU(), nn.Linear(head_hidden, arkit.NUM_CHANNELS))
         self.align = nn.Linear(cfg.vision_hidden, align_dim) if align_dim > 0 else None
+        self.register_buffer("low", torch.as_tensor(arkit.LOW.copy()), persistent=False)
+        self.register_buffer("high", torch.as_tensor(arkit.HIGH.copy()), persistent=False)
+
+    @torch.no_grad()
+    def init_mean(self, mean: torch.Tensor) -> None:
+        """Start the head at ``mean [61]`` (the last layer's bias; its weights stay as initialised)."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        if mean.numel() != arkit.NUM_CHANNELS or not bool(torch.isfinite(mean).all()):
+            raise ValueError(f"init_mean: mean must be {arkit.NUM_CHANNELS} finite values, got shape "
+                             f"{list(mean.shape)}")
+        self.head[-1].bias.copy_(torch.clamp(mean.to(self.low), self.low, self.high))
 
     def forward(self, pixel_values: torch.Tensor, with_alignment: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """-> coefficients ``[B, 61]``; with ``with_alignment``, also the unit-norm ``[B, align_dim]``
         embedding of the same features."""
         feats = self.vision(pixel_values=pixel_values).last_hidden_state.mean(1)
-        out = self.head(feats)
-        nb = arkit.NUM_BLENDSHAPES
-        params = torch.cat([torch.sigmoid(out[:, :nb]), torch.tanh(out[:, nb:])], 1)
+        params = straight_through_clamp(self.head(feats), self.low, self.high)
         if not with_alignment:
             return params
         if self.align is None:

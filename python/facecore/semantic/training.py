@@ -4,7 +4,8 @@ Variants (the same vision tower, data and steps):
 
 * ``T1`` (the SemanticFace recipe): the VLM writes the stage-1 analysis, then the 61-key JSON;
 * ``T0``: the VLM writes the JSON only;
-* ``R``: a regression head on the vision tower (:class:`facecore.semantic.model.RegressionModel`), L1 loss;
+* ``R``: a regression head on the vision tower (:class:`facecore.semantic.model.RegressionModel`), started
+  at the training labels' median, L1 + MSE loss (the estimator's head and loss);
 * ``R+S``: R plus an auxiliary loss, ``align_weight * (1 - cos)`` between a linear map of the pooled
   image features and the offline MiniLM sentence embedding (:class:`facecore.animate.MiniLMEncoder`) of
   the face's stage-1 analysis: the analysis as a training signal without writing it.
@@ -60,6 +61,7 @@ from ..training_utils import (
 )
 from . import data as sd
 from .model import (
+    REGRESSION_HEAD,
     RegressionModel,
     VLMConfig,
     build_vlm,
@@ -209,6 +211,12 @@ def alignment_loss(image_embedding: torch.Tensor, text_embedding: torch.Tensor) 
     return (1.0 - (image_embedding * text_embedding).sum(-1)).mean()
 
 
+def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """R's loss, the estimator's: L1 + MSE. L1 alone pulls the sparse channels to their median of 0; the
+    MSE term gives them a gradient in proportion to their error."""
+    return F.l1_loss(pred, target) + F.mse_loss(pred, target)
+
+
 class _Objective(nn.Module):
     """The trained module plus its loss, so DistributedDataParallel wraps one forward."""
 
@@ -222,11 +230,12 @@ class _Objective(nn.Module):
         if self.variant in sd.REGRESSION_VARIANTS:
             low = torch.tensor(arkit.LOW, device=params.device)
             high = torch.tensor(arkit.HIGH, device=params.device)
+            target = params.clamp(low, high)
             if self.variant == "R":
-                return F.l1_loss(self.model(pixels), params.clamp(low, high))
+                return regression_loss(self.model(pixels), target)
             pred, image_embedding = self.model(pixels, with_alignment=True)
-            return F.l1_loss(pred, params.clamp(low, high)) + \
-                self.align_weight * alignment_loss(image_embedding, text_embedding)
+            return regression_loss(pred, target) + self.align_weight * alignment_loss(image_embedding,
+                                                                                      text_embedding)
         return answer_loss(self.model, input_ids, labels, pixels, self.loss)
 
 
@@ -261,8 +270,8 @@ def build_model(cfg: SemanticConfig, tokenizer, align_dim: int = 0) -> tuple[nn.
     vcfg = VLMConfig.from_dict(cfg.vlm)
     if cfg.variant in sd.REGRESSION_VARIANTS:
         return RegressionModel(vcfg, align_dim=align_dim), {
-            "kind": "regression", "vlm": dataclasses.asdict(vcfg), "image_size": vcfg.image_size,
-            "variant": cfg.variant, "align_dim": align_dim}
+            "kind": "regression", "head": REGRESSION_HEAD, "vlm": dataclasses.asdict(vcfg),
+            "image_size": vcfg.image_size, "variant": cfg.variant, "align_dim": align_dim}
     if cfg.model is None:
         model = build_vlm(vcfg, tokenizer)
         size = vcfg.image_size
@@ -348,6 +357,8 @@ def _train(cfg: SemanticConfig, rank: int, world: int, progress: Progress) -> di
     embed = sd.AnalysisEmbeddings(_sentence_encoder(str(device))) if cfg.variant == "R+S" else None
     torch.manual_seed(seed_of(cfg.seed, 0))  # the same init on every rank
     model, info = build_model(cfg, tokenizer, embed.encoder.config["hidden_size"] if embed else 0)
+    if cfg.variant in sd.REGRESSION_VARIANTS:
+        model.init_mean(sd.label_median(cfg.render_spec))  # a checkpoint, when resuming, replaces it
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
