@@ -132,6 +132,8 @@ def test_rs_variant_aligns_its_features_with_the_analysis_embedding(tmp_path):
     assert target.shape == (2, 384) and torch.allclose(target.norm(dim=-1), torch.ones(2), atol=1e-5)
     res = train({**cfg, "out": str(tmp_path / "rs")})
     assert len(res["losses"]) == 10 and all(np.isfinite(res["losses"]))
+    m = res["metrics"]  # the logged total is the coefficient loss plus the weighted alignment loss
+    assert m["loss"] == pytest.approx(m["coeff_loss"] + cfg["align_weight"] * m["align_loss"], rel=1e-5)
     model = load(tmp_path / "rs" / "model")
     assert model.variant == "R+S" and model.model.align.out_features == 384
 

@@ -223,6 +223,7 @@ class _Objective(nn.Module):
     def __init__(self, model: nn.Module, variant: str, loss: str, align_weight: float = 0.0):
         super().__init__()
         self.model, self.variant, self.loss, self.align_weight = model, variant, loss, align_weight
+        self.parts: dict[str, torch.Tensor] = {}
 
     def forward(self, pixels: torch.Tensor, params: torch.Tensor, input_ids: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, text_embedding: torch.Tensor | None = None
@@ -234,8 +235,9 @@ class _Objective(nn.Module):
             if self.variant == "R":
                 return regression_loss(self.model(pixels), target)
             pred, image_embedding = self.model(pixels, with_alignment=True)
-            return regression_loss(pred, target) + self.align_weight * alignment_loss(image_embedding,
-                                                                                      text_embedding)
+            coeff, align = regression_loss(pred, target), alignment_loss(image_embedding, text_embedding)
+            self.parts = {"coeff_loss": coeff.detach(), "align_loss": align.detach()}  # logged apart
+            return coeff + self.align_weight * align
         return answer_loss(self.model, input_ids, labels, pixels, self.loss)
 
 
@@ -450,6 +452,10 @@ def _train(cfg: SemanticConfig, rank: int, world: int, progress: Progress) -> di
         losses.append(stats[0])
         last = {"step": step + 1, "loss": stats[0], "grad_norm": stats[1], "lr": lr, "data_s": t1 - t0,
                 "step_s": time.perf_counter() - t1, "samples": (step + 1) * cfg.batch_size * world}
+        if objective.parts:  # R+S: its two terms, unweighted
+            names = list(objective.parts)
+            parts = all_mean(torch.stack([objective.parts[k] for k in names]), world).tolist()
+            last |= dict(zip(names, parts))
         if rank == 0 and ((step + 1) % cfg.log_every == 0 or step + 1 == end):
             with open(metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(last) + "\n")
