@@ -124,7 +124,7 @@ REGRESSION_HEAD = "clamp"  # R/R+S exports before this had a sigmoid/tanh head; 
 class RegressionModel(nn.Module):
     """Variant R: the VLM's vision tower, mean-pooled, and an MLP to the 61 coefficients, clamped into their
     ranges with a straight-through gradient (:func:`facecore.nn.straight_through_clamp`, the estimator's
-    head: a sigmoid there left every blendshape at the image-blind median, docs/semantic.md);
+    head: a sigmoid starves the sparse channels, docs/estimator.md);
     :meth:`init_mean` starts it at a given vector. With ``align_dim`` > 0 (variant R+S) a linear map of
     the same pooled features into a sentence-embedding space, unit-normed, for the auxiliary alignment
     loss."""
