@@ -1,7 +1,7 @@
 """Issue 15's comparison: does writing the analysis (T1) beat writing the coefficients only (T0), direct
 regression (R) and regression with the analysis as an auxiliary target (R+S)?
 
-    python tools/semantic_experiment.py -o runs/semantic-exp --steps 1500 --seeds 0 1      # ~70 min, 2 CPUs
+    python tools/semantic_experiment.py -o runs/semantic-exp --steps 1500 --seeds 0 1      # ~2 h, 2 CPUs
     python tools/semantic_experiment.py -o runs/semantic-small --steps 30 --seeds 0 --n 16   # a smoke run
 
 Every variant trains with :class:`facecore.semantic.training.SemanticConfig`'s defaults (facecore's tiny
@@ -22,7 +22,7 @@ Reference rows in the same table, per split and seed:
   answer under MAE; R starts there): a model that beats it reads the image;
 * ``one-decimal truth``: the truth rounded as an answer writes it (T0/T1's floor; R and R+S have none).
 
-Writes ``OUT/results.md`` and ``OUT/results.json``.
+Writes ``OUT/NAME.md`` and ``OUT/NAME.json`` (``--name``, default ``results``).
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(sd.VARIANTS), choices=sd.VARIANTS)
     ap.add_argument("--n", type=int, default=64, help="evaluation faces per split")
     ap.add_argument("--max-analysis-tokens", type=int, default=512)
+    ap.add_argument("--name", default="results", help="file name (no suffix) of the tables in OUT")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -189,8 +190,8 @@ def main() -> None:
         cells = [f"{results['runs'][f'{name}-s{s}']['train_seconds']:.0f} / "
                  f"{results['runs'][f'{name}-s{s}']['eval_seconds']:.0f}" for s in args.seeds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    (args.out / "results.md").write_text("\n".join(lines) + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
     print("\n".join(lines))
 
 
