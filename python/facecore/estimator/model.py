@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import arkit
 from ..config_files import config_from_dict
-from ..nn import TransformerBlock, straight_through_clamp
+from ..nn import TransformerBlock, head_start, straight_through_clamp
 from ..training_utils import atomic_write, read_safetensors
 
 FORMAT = "facecore.estimator"
@@ -226,11 +226,7 @@ class Estimator(nn.Module):
     @torch.no_grad()
     def init_mean(self, mean: torch.Tensor) -> None:
         """Start the head at ``mean [61]`` for every input (its bias; the head's weights stay small)."""
-        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        if mean.numel() != arkit.NUM_CHANNELS or not bool(torch.isfinite(mean).all()):
-            raise ValueError(f"init_mean: mean must be {arkit.NUM_CHANNELS} finite values, got shape "
-                             f"{list(mean.shape)}")
-        self.head.bias[:arkit.NUM_CHANNELS] = torch.clamp(mean.to(self.low), self.low, self.high)
+        self.head.bias[:arkit.NUM_CHANNELS] = head_start(mean, self.low, self.high)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float in [0, 1]) ``[B, S, S, 3]`` crops -> the network's input ``[B, 3, S, S]``."""

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .. import arkit
-from ..nn import straight_through_clamp
+from ..nn import head_start, straight_through_clamp
 from .hf_attention import check_implementation
 from .tokenizer import image_token_id
 
@@ -147,11 +147,7 @@ class RegressionModel(nn.Module):
     @torch.no_grad()
     def init_mean(self, mean: torch.Tensor) -> None:
         """Start the head at ``mean [61]`` (the last layer's bias; its weights stay as initialised)."""
-        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        if mean.numel() != arkit.NUM_CHANNELS or not bool(torch.isfinite(mean).all()):
-            raise ValueError(f"init_mean: mean must be {arkit.NUM_CHANNELS} finite values, got shape "
-                             f"{list(mean.shape)}")
-        self.head[-1].bias.copy_(torch.clamp(mean.to(self.low), self.low, self.high))
+        self.head[-1].bias.copy_(head_start(mean, self.low, self.high))
 
     def forward(self, pixel_values: torch.Tensor, with_alignment: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
