@@ -134,3 +134,40 @@ def test_bad_quality_and_dtype(tmp_path):
     with pytest.raises(TypeError, match="uint8"):
         write_video(tmp_path / "q.mp4", [np.zeros((16, 16, 3), np.int32)], fps=10)
     assert not (tmp_path / "q.mp4").exists()
+
+
+def test_an_interrupted_cleanup_still_stops_ffmpeg_and_removes_the_file(tmp_path, monkeypatch):
+    # A SIGTERM re-raised while the error path waits in writer.close() used to skip the kill and the
+    # unlink, leaving ffmpeg running and the partial file behind.
+    import imageio_ffmpeg
+
+    real = imageio_ffmpeg.write_frames
+    procs = []
+
+    class InterruptedClose:
+        def __init__(self, gen):
+            self.gen = gen
+
+        @property
+        def gi_frame(self):  # write_video finds the ffmpeg process through the generator's frame
+            return self.gen.gi_frame
+
+        def send(self, x):
+            out = self.gen.send(x)
+            procs.append(self.gen.gi_frame.f_locals["p"])
+            return out
+
+        def close(self):
+            raise SystemExit(143)
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", lambda *a, **k: InterruptedClose(real(*a, **k)))
+
+    def frames():
+        for _ in range(3):
+            yield np.zeros((16, 16, 3), np.uint8)
+        raise ValueError("the renderer failed")
+
+    out = tmp_path / "v.mp4"
+    with pytest.raises((ValueError, SystemExit)):
+        write_video(out, frames(), 30)
+    assert not out.exists() and procs and procs[0].poll() is not None

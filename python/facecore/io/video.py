@@ -103,17 +103,19 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             raise ValueError("no frames to write")
         writer.close()
     except BaseException:
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
-        if proc is not None and proc.poll() is None:
-            # imageio-ffmpeg only signals ffmpeg on SystemExit/KeyboardInterrupt; wait until it is gone,
-            # or its faststart pass could write the file again after it is removed below.
-            proc.kill()
-            proc.wait(timeout=30)
-        path.unlink(missing_ok=True)
+        try:
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+        finally:  # even if close() is interrupted (a SIGTERM re-raised while it waits for ffmpeg)
+            if proc is not None and proc.poll() is None:
+                # imageio-ffmpeg only signals ffmpeg on SystemExit/KeyboardInterrupt; wait until it is
+                # gone, or its faststart pass could write the file again after it is removed below.
+                proc.kill()
+                proc.wait(timeout=30)
+            path.unlink(missing_ok=True)
         raise
     return n
 
