@@ -67,3 +67,51 @@ def test_sigterm_at_a_plain_point_unwinds_once():
     proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=50)
     assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
     assert proc.stdout.split() == ["cleaned", "up"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs signal masks (POSIX)")
+@pytest.mark.timeout(60)
+def test_interrupts_deferred_holds_sigterm_until_the_block_ends():
+    child = textwrap.dedent("""
+        import os, signal, time
+        from facecore._signals import interrupts_deferred
+        from facecore.cli_support import exit_on_sigterm
+        exit_on_sigterm()
+        try:
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)
+                print("block finished", flush=True)
+            print("after the block", flush=True)
+        finally:
+            print("cleaned up", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    assert proc.stdout.splitlines() == ["block finished", "cleaned up"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs signal masks (POSIX)")
+@pytest.mark.timeout(60)
+def test_sigterm_right_after_mkstemp_leaves_no_temporary_file(tmp_path):
+    # The SIGTERM arrives as mkstemp returns, before atomic_file has named the file it made.
+    child = textwrap.dedent(f"""
+        import os, signal, tempfile
+        from pathlib import Path
+        from facecore.cli_support import atomic_file, exit_on_sigterm
+        real = tempfile.mkstemp
+
+        def mkstemp_then_sigterm(*a, **k):
+            made = real(*a, **k)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return made
+
+        tempfile.mkstemp = mkstemp_then_sigterm
+        exit_on_sigterm()
+        with atomic_file(Path({str(tmp_path)!r}) / "out.csv") as tmp:
+            print("inside", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    assert "inside" not in proc.stdout
+    assert list(tmp_path.iterdir()) == []

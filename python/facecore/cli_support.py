@@ -20,6 +20,8 @@ from typing import Any
 
 import typer
 
+from ._signals import interrupts_deferred
+
 # Errors that mean "bad input" (one line, exit 1) rather than a bug (traceback).
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
                 NotADirectoryError, ImportError, RuntimeError)
@@ -77,17 +79,22 @@ def atomic_file(out: Path) -> Iterator[Path]:
     """A temporary path beside ``out`` (same suffix) that replaces ``out`` when the block completes
     and is removed otherwise (an error, Ctrl-C, SIGTERM)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.partial-", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = None
     try:
+        # Deferred, so that a Ctrl-C cannot land between mkstemp and ``tmp`` naming its file; a signal
+        # held here is raised as the block ends, inside the try, and the finally removes the file.
+        with interrupts_deferred():
+            fd, name = tempfile.mkstemp(prefix=f".{out.stem}.partial-", suffix=out.suffix, dir=out.parent)
+            os.close(fd)
+            tmp = Path(name)
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the output gets the usual mode
         os.replace(tmp, out)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager

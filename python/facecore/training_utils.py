@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._signals import interrupts_deferred
+
 __all__ = ["EMA", "all_mean", "atomic_save", "atomic_write", "barrier", "choose_device", "dist_setup",
            "read_checkpoint", "read_safetensors", "rng_state", "seed_of", "set_rng_state", "warmup_cosine"]
 
@@ -120,14 +122,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     crash) never sees a half-written file. The parent folder is created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        with interrupts_deferred():  # a Ctrl-C between mkstemp and ``tmp`` would leave the file behind
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+            os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

@@ -5,8 +5,12 @@ RGB -> YCbCr -> RGB trip, odd sizes padded by edge replication, float frames sRG
 from __future__ import annotations
 
 import re
+import signal
 import struct
 import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +175,51 @@ def test_an_interrupted_cleanup_still_stops_ffmpeg_and_removes_the_file(tmp_path
     with pytest.raises((ValueError, SystemExit)):
         write_video(out, frames(), 30)
     assert not out.exists() and procs and procs[0].poll() is not None
+
+
+def _processes_naming(folder: Path) -> list[int]:
+    """PIDs whose command line mentions ``folder`` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(folder).encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # the process ended while we looked
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds ffmpeg through Linux /proc")
+@pytest.mark.timeout(120)
+def test_sigterm_as_ffmpeg_starts_leaves_no_ffmpeg_and_no_file(tmp_path):
+    # The SIGTERM arrives as ffmpeg's Popen returns, before write_video knows of the process (CI's flaky
+    # SIGTERM test). Such an ffmpeg kept its stdin open until this process exited, then wrote the file
+    # that the cleanup had already removed.
+    out_dir = tmp_path / "out"
+    child = textwrap.dedent(f"""
+        import os, signal, subprocess
+        from pathlib import Path
+        import numpy as np
+        from facecore.cli_support import atomic_file, exit_on_sigterm
+        from facecore.io.video import write_video
+        real_init = subprocess.Popen.__init__
+
+        def init_then_sigterm(self, args, *a, **k):
+            real_init(self, args, *a, **k)
+            if "rawvideo" in args:  # ffmpeg reading our frames
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        subprocess.Popen.__init__ = init_then_sigterm
+        exit_on_sigterm()
+        with atomic_file(Path({str(out_dir)!r}) / "clip.mp4") as tmp:
+            write_video(tmp, (np.zeros((16, 16, 3), np.uint8) for _ in range(30)), 30)
+        print("written", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    assert "written" not in proc.stdout
+    deadline = time.monotonic() + 30
+    while _processes_naming(out_dir) and time.monotonic() < deadline:  # an orphaned ffmpeg finishing
+        time.sleep(0.1)
+    assert _processes_naming(out_dir) == []
+    assert list(out_dir.iterdir()) == []

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._signals import interrupts_deferred
+
 
 def _ffmpeg():
     try:
@@ -89,12 +91,13 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             if writer is None:
                 size = f.shape[:2]
                 h, w = size
-                writer = ff.write_frames(
-                    str(path), (w + w % 2, h + h % 2), fps=float(fps), codec=codec, pix_fmt_in="rgb24",
-                    pix_fmt_out="yuv420p", output_params=_output_params(int(quality), w, h),
-                    macro_block_size=1, quality=None, ffmpeg_log_level="error")
-                writer.send(None)  # start ffmpeg
-                proc = _ffmpeg_process(writer)
+                with interrupts_deferred():  # an ffmpeg we do not know of would write path after we remove it
+                    writer = ff.write_frames(
+                        str(path), (w + w % 2, h + h % 2), fps=float(fps), codec=codec, pix_fmt_in="rgb24",
+                        pix_fmt_out="yuv420p", output_params=_output_params(int(quality), w, h),
+                        macro_block_size=1, quality=None, ffmpeg_log_level="error")
+                    writer.send(None)  # start ffmpeg
+                    proc = _ffmpeg_process(writer)
             if f.shape[0] % 2 or f.shape[1] % 2:
                 f = np.pad(f, ((0, f.shape[0] % 2), (0, f.shape[1] % 2), (0, 0)), mode="edge")
             writer.send(np.ascontiguousarray(f))
