@@ -484,6 +484,26 @@ def test_failure_mid_shard_leaves_no_partial_shard(tmp_path, monkeypatch, failur
     assert len(write_dataset(out, 7, **SMALL)["written"]) == 3
 
 
+
+@pytest.mark.parametrize("failure", ["disk full", "interrupt"])
+def test_failure_as_a_shard_opens_leaves_no_partial_shard(tmp_path, monkeypatch, failure):
+    # The temporary file exists once mkstemp returns; a failure before the shard object exists used to
+    # leave it behind.
+    out = tmp_path / "fail"
+    real_open = ds.tarfile.open
+
+    def open_tar(*args, **kwargs):
+        if kwargs.get("mode", args[1] if len(args) > 1 else "r") == "w":
+            if failure == "disk full":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            raise KeyboardInterrupt
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(ds.tarfile, "open", open_tar)
+    with pytest.raises(OSError if failure == "disk full" else KeyboardInterrupt):
+        write_dataset(out, 7, **SMALL)
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", "manifest.json"]
+
 def test_bad_dataset_sources(tmp_path, written):
     with pytest.raises(FileNotFoundError, match="not found"):
         Dataset(tmp_path / "nothing")

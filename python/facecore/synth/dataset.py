@@ -498,11 +498,17 @@ class _ShardFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
-        self.tmp = Path(name)
-        self.file = os.fdopen(fd, "wb")
-        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
+        self.tmp = self.file = self.tar = None
         self.members = 0
+        try:
+            with interrupts_deferred():  # no Ctrl-C between mkstemp and ``self.tmp`` naming the file
+                fd, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+                self.tmp = Path(name)
+                self.file = os.fdopen(fd, "wb")
+            self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
+        except BaseException:
+            self.abort()
+            raise
 
     def add(self, name: str, data: bytes) -> None:
         self.tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
@@ -517,12 +523,14 @@ class _ShardFile:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        for close in (self.tar.close, self.file.close):
+        for part in (self.tar, self.file):
             try:
-                close()
+                if part is not None:
+                    part.close()
             except OSError:
                 pass
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
 
 
 def _shard_members(path: Path) -> list[str] | None:
