@@ -57,6 +57,47 @@ def test_plan_covers_every_question():
     assert len(runs) == 16
 
 
+def test_plan_adds_the_motion_ablation():
+    runs = plan(StudyConfig.from_dict({**TINY, "motions": ["maps", "params"]}))
+    ablation = [r for r in runs if "motion" in r]
+    assert [(r["name"], r["kind"], r["motion"]) for r in ablation] == [
+        ("real_motion_params", "real", "params")]
+    params_first = {**TINY, "motions": ["maps"], "train": {"steps": 1, "model": {"motion": "params"}}}
+    names = [r["name"] for r in plan(StudyConfig.from_dict(params_first)) if "motion" in r]
+    assert names == ["real_motion_maps"]
+    assert not any("motion" in r for r in plan(StudyConfig.from_dict(TINY)))
+
+
+def test_motion_ablation_trains_and_samples_with_the_other_input(tmp_path):
+    seen: dict[str, tuple] = {}
+
+    class Recording(StandIn):
+        def __init__(self, mean_colour, name):
+            super().__init__(mean_colour)
+            self.name = name
+
+        def sample(self, reference, motion, seed=0, steps=1):
+            seen[self.name] = (self.motion, np.asarray(motion).shape)
+            return super().sample(reference, motion, seed, steps)
+
+    def trainer(dataset, seed, run_dir, train):
+        model = Recording(np.mean([s["frames"].mean((0, 1, 2)) for s in dataset], 0), run_dir.parent.name)
+        model.motion = train["model"].get("motion", "maps")
+        return model
+
+    cfg = {**TINY, "selectors": [], "gaps": [], "ratios": [], "motions": ["params"]}
+    result = run_study(cfg, tmp_path, trainer=trainer, grad_fn_factory=grad_fn_factory, log=lambda s: None)
+    assert [r["name"] for r in result["runs"]] == ["real", "synthetic", "real_motion_params",
+                                                   "select_random_k1"]
+    T = TINY["frames"]
+    assert seen["real"] == ("maps", (2, T, 16, 16, 4))
+    assert seen["real_motion_params"] == ("params", (2, T, 61))
+    rec = json.loads((tmp_path / "runs" / "real_motion_params" / "seed0" / "metrics.json").read_text())
+    assert rec["motion"] == "params" and rec["train_clips"] == TINY["real_train"]
+    table = (tmp_path / "motion_input.md").read_text()
+    assert "| real |" in table and "| real_motion_params |" in table and "synthetic" not in table
+
+
 def test_study_end_to_end_and_resume(tmp_path):
     calls: list[str] = []
     with pytest.raises(Killed):
@@ -120,19 +161,24 @@ def test_config_errors(tmp_path):
         StudyConfig.from_dict({"selectors": ["loss"]})
     with pytest.raises(ValueError, match="k="):
         StudyConfig.from_dict({"k": 100, "synthetic_pool": 4})
+    with pytest.raises(ValueError, match="motions must hold some of"):
+        StudyConfig.from_dict({"motions": ["tokens"]})
+    with pytest.raises(ValueError, match="train.model.motion must be one of"):
+        StudyConfig.from_dict({"train": {"model": {"motion": "flow"}}})
     (tmp_path / "c.yaml").write_text("seeds: [0]\nk: 2\n")
     assert StudyConfig.load(tmp_path / "c.yaml").k == 2
 
 
 def test_study_with_the_real_video_model(tmp_path):
     pytest.importorskip("facecore.video.training")
-    cfg = {**TINY, "selectors": ["gradient"], "gaps": [], "ratios": [1.0],
+    cfg = {**TINY, "selectors": ["gradient"], "gaps": [], "ratios": [1.0], "motions": ["params"],
            "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 100, "device": "cpu",
                      "model": {"dim": 16, "depth": 1, "heads": 2, "guider_channels": 8}},
            "sample": {"steps": 2}}
     result = run_study(cfg, tmp_path, log=lambda s: None)
     names = [r["name"] for r in result["runs"]]
-    assert names == ["real", "synthetic", "mix_r1", "select_gradient_k1", "select_random_k1"]
+    assert names == ["real", "synthetic", "real_motion_params", "mix_r1", "select_gradient_k1",
+                     "select_random_k1"]
     assert all(np.isfinite(r["metrics"]["ssim"]) for r in result["runs"])
     assert (tmp_path / "runs" / "real" / "seed0" / "train" / "video.safetensors").is_file()
 

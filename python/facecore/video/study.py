@@ -20,13 +20,17 @@ Stages, in order, each resumable (a finished stage leaves a ``done`` marker; a r
    * ``select_<method>_k<k>`` -- real + the ``k`` pool clips chosen by
      :func:`facecore.video.select.select` (``domain``, ``gradient``, ``coverage``, and ``random`` with the
      run's seed as the baseline); ``gradient`` uses that seed's ``real`` model and its diffusion loss;
-   * ``gap_g<g>`` -- real + ``real_train`` clips of a synthetic pool rendered at ``gap = g``.
+   * ``gap_g<g>`` -- real + ``real_train`` clips of a synthetic pool rendered at ``gap = g``;
+   * ``real_motion_<m>`` -- the ``real`` run with the other motion input ``m`` (``motions``: the
+     model's documented ablation, the driving renders through the guider vs the 61 parameters as
+     tokens); ``real`` itself uses ``train.model.motion`` (default ``maps``).
 
    Each writes ``metrics.json`` (L1, PSNR, SSIM, FVD-proxy, motion MAE, identity cosine, warp error on
    the test set), ``grid.mp4`` (test clips as rows of reference | driving render | generated | truth)
    and then ``done``.
 3. ``DIR/report.md`` plus one table ``DIR/<question>.md`` and one plot ``DIR/<question>.png`` per
-   question (``synthetic_helps``, ``how_much``, ``which_selector``, ``gap``): the mean over seeds with a
+   question (``synthetic_helps``, ``how_much``, ``which_selector``, ``gap``, ``motion_input``): the mean
+   over seeds with a
    95 % Student-t interval (none with one seed), under two reference rows that need no training
    (``truth``: the judges' floor; ``copy_reference``: the reference frame repeated).
 
@@ -61,6 +65,8 @@ QUESTIONS = {
     "how_much": "How much synthetic data? (real + synthetic at ratios to the real clips)",
     "which_selector": "Which synthetic clips? (real + top-k by each selector vs real + random k)",
     "gap": "How does the domain gap matter? (real + synthetic rendered at each gap)",
+    "motion_input": "Which motion input? (driving renders through the guider vs the 61 parameters as tokens; "
+                    "real clips only)",
 }
 
 
@@ -72,11 +78,12 @@ class StudyConfig:
     set), ``test``, ``synthetic_pool`` (the candidates), ``judge_clips`` (the judges' real-proxy clips);
     ``gap`` (the synthetic pool's gap), ``synthetic_scene``, ``synthetic_rig``. Runs: ``ratios``,
     ``k``, ``selectors`` (of domain / gradient / coverage; random is always added), ``gaps`` (the gap
-    sweep; empty: none), ``seeds``. ``train``: keyword arguments of H11's ``VideoTrainConfig`` shared by
-    every run (same compute). ``sample``: keyword arguments of ``VideoDiffusion.sample``. Judges:
-    ``estimator`` (checkpoint path or None: train a small one on ``judge_clips`` plus ``judge_stills``
-    single real-proxy frames), ``judge_steps`` (optimizer steps of each judge). ``grid_clips``: test clips
-    in each MP4."""
+    sweep; empty: none), ``motions`` (the motion-input ablation: each of ``maps`` / ``params`` other than
+    ``train.model.motion`` adds a ``real_motion_<m>`` run; empty: none), ``seeds``. ``train``: keyword
+    arguments of H11's ``VideoTrainConfig`` shared by every run (same compute). ``sample``: keyword
+    arguments of ``VideoDiffusion.sample``. Judges: ``estimator`` (checkpoint path or None: train a small
+    one on ``judge_clips`` plus ``judge_stills`` single real-proxy frames), ``judge_steps`` (optimizer
+    steps of each judge). ``grid_clips``: test clips in each MP4."""
 
     frames: int = 8
     size: int = 32
@@ -93,6 +100,7 @@ class StudyConfig:
     k: int = 8
     selectors: tuple[str, ...] = ("domain", "gradient", "coverage")
     gaps: tuple[float, ...] = (0.25, 0.5, 1.0)
+    motions: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
     train: dict = dataclasses.field(default_factory=lambda: {"steps": 300, "batch_size": 4})
     sample: dict = dataclasses.field(default_factory=lambda: {"steps": 10})
@@ -117,6 +125,7 @@ class StudyConfig:
         self.gaps = tuple(float(g) for g in self.gaps)
         self.seeds = tuple(int(s) for s in self.seeds)
         self.selectors = tuple(self.selectors)
+        self.motions = tuple(self.motions)
         if any(r <= 0 for r in self.ratios):
             raise ValueError(f"StudyConfig.ratios must be positive, got {self.ratios}")
         if any(not 0 <= g <= 1 for g in self.gaps + (self.gap,)):
@@ -131,6 +140,13 @@ class StudyConfig:
             raise ValueError(f"StudyConfig.k={self.k} exceeds synthetic_pool={self.synthetic_pool}")
         if not isinstance(self.train, dict) or not isinstance(self.sample, dict):
             raise ValueError("StudyConfig.train and sample must be mappings of keyword arguments")
+        from .model import MOTIONS  # the model's motion inputs
+
+        if any(m not in MOTIONS for m in self.motions):
+            raise ValueError(f"StudyConfig.motions must hold some of {MOTIONS}, got {list(self.motions)}")
+        if self.base_motion not in MOTIONS:
+            raise ValueError(f"StudyConfig.train.model.motion must be one of {MOTIONS}, "
+                             f"got {self.base_motion!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "study config") -> StudyConfig:
@@ -140,6 +156,11 @@ class StudyConfig:
     def load(cls, path: str | Path) -> StudyConfig:
         """A YAML or JSON file of fields."""
         return cls.from_dict(read_config_file(path, "study config", "StudyConfig"), source=str(path))
+
+    @property
+    def base_motion(self) -> str:
+        """The motion input of every run but ``real_motion_<m>``: ``train.model.motion``."""
+        return str(dict(self.train.get("model") or {}).get("motion", "maps"))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -196,6 +217,10 @@ def plan(cfg: StudyConfig) -> list[dict]:
         runs.append({"name": "real", "kind": "real", "seed": seed, "questions": list(QUESTIONS)})
         runs.append({"name": "synthetic", "kind": "synthetic", "seed": seed,
                      "questions": ["synthetic_helps"]})
+        for m in dict.fromkeys(cfg.motions):
+            if m != cfg.base_motion:
+                runs.append({"name": f"real_motion_{m}", "kind": "real", "motion": m, "seed": seed,
+                             "questions": ["motion_input"]})
         for r in cfg.ratios:
             n = min(cfg.synthetic_pool, int(round(r * cfg.real_train)))
             q = ["how_much"] + (["synthetic_helps"] if r == 1.0 else [])
@@ -348,7 +373,8 @@ def run_study(config: StudyConfig | Mapping | str | Path, out: str | Path, *,
     ``trainer(dataset, seed, run_dir, train_kwargs) -> model`` with ``model.sample(reference [B, H, W, 3],
     motion [B, T, H, W, C], **cfg.sample) -> uint8 [B, T, H, W, 3]`` (default :func:`default_trainer`);
     ``grad_fn_factory(model) -> grad_fn`` for the gradient selector (default
-    :func:`default_grad_fn_factory`)."""
+    :func:`default_grad_fn_factory`). A ``real_motion_params`` run's ``train_kwargs["model"]["motion"]`` is
+    ``"params"`` and its model samples from the test clips' parameters ``[B, T, 61]`` instead of the maps."""
     if isinstance(config, (str, Path)):
         cfg = StudyConfig.load(config)
     elif isinstance(config, StudyConfig):
@@ -371,7 +397,8 @@ def run_study(config: StudyConfig | Mapping | str | Path, out: str | Path, *,
     judges = _train_judges(cfg, data, out, log)
     test = list(data.test)
     refs = np.stack([s["reference"] for s in test])
-    motion = np.stack([s["motion_maps"] for s in test])
+    motion_inputs = {"maps": np.stack([s["motion_maps"] for s in test]),
+                     "params": np.stack([s["params"] for s in test])}
     baselines = _baselines(test, judges, out)
     done: list[dict] = []
     real_models: dict[int, Any] = {}
@@ -387,10 +414,14 @@ def run_study(config: StudyConfig | Mapping | str | Path, out: str | Path, *,
         t0 = time.time()
         train_set, info = _training_set(run, cfg, data, out, trainer, grad_fn_factory, real_models,
                                         train_kwargs)
-        model = trainer(train_set, run["seed"], d, train_kwargs)
-        if run["kind"] == "real":
+        motion = run.get("motion", cfg.base_motion)
+        run_kwargs = (train_kwargs if "motion" not in run
+                      else {**train_kwargs, "model": {**train_kwargs["model"], "motion": motion}})
+        model = trainer(train_set, run["seed"], d, run_kwargs)
+        if run["kind"] == "real" and "motion" not in run:  # the gradient selector's model
             real_models[run["seed"]] = model
-        generated = np.asarray(model.sample(refs, motion, **{"seed": run["seed"], **cfg.sample}))
+        generated = np.asarray(model.sample(refs, motion_inputs[motion],
+                                            **{"seed": run["seed"], **cfg.sample}))
         if generated.shape != np.stack([s["frames"] for s in test]).shape or generated.dtype != np.uint8:
             raise ValueError(f"{tag}: model.sample returned {generated.dtype} {list(generated.shape)}, "
                              f"expected uint8 [N, T, H, W, 3] like the test clips")
@@ -401,6 +432,8 @@ def run_study(config: StudyConfig | Mapping | str | Path, out: str | Path, *,
             record["ratio"] = run["ratio"]
         if "gap" in run:
             record["gap"] = run["gap"]
+        if "motion" in run:
+            record["motion"] = run["motion"]
         write_grid(d / "grid.mp4", test[: cfg.grid_clips], generated[: cfg.grid_clips], cfg.fps)
         (d / "metrics.json").write_text(json.dumps(record, indent=1))
         (d / "done").write_text("")  # last: a run killed before this line is redone on restart
