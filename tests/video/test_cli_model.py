@@ -46,7 +46,7 @@ def test_train_then_sample(tmp_path):
 
     frames, info = read_video(out)
     frames = list(frames)
-    assert len(frames) == 6 and frames[0].shape[:2] == (16, 16)  # 6 frames = one window of 4 + one of 2
+    assert len(frames) == 6 and frames[0].shape[:2] == (16, 16)  # 6 frames: windows of 4 at frames 0 and 2
 
 
 def test_cli_errors(tmp_path):

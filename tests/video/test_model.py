@@ -3,12 +3,14 @@ guidance, sampling, the file format and bad inputs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from facecore.io.errors import FormatError
-from facecore.video.model import VideoDiffusion, VideoDiffusionConfig, biased_attention
+from facecore.video.model import VideoDiffusion, VideoDiffusionConfig, _window_starts, biased_attention
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(image_size=16, frames=4, patch_size=4, dim=32, depth=2, heads=2, guider_channels=8)
@@ -133,6 +135,43 @@ def test_sample_shapes_determinism_and_guidance_paths():
     one = model.sample(ref_a, mot_a, steps=2, guidance=1.0)
     three = model.sample(ref_a, mot_a, steps=2, guidance=(1.0, 1.0 + 1e-7))
     assert np.abs(one.astype(int) - three.astype(int)).max() <= 1
+
+
+def test_window_starts():
+    assert _window_starts(4, 4, None) == [0] and _window_starts(3, 4, 3) == [0]
+    assert _window_starts(10, 4, 2) == [0, 2, 4, 6]
+    assert _window_starts(9, 4, 2) == [0, 2, 4, 5]  # the last window ends at the last frame
+    assert _window_starts(8, 4, 0) == [0, 4] and _window_starts(10, 4, None) == [0, 2, 4, 6]
+    for bad in (4, -1, 1.5, True):
+        with pytest.raises(ValueError, match="overlap must be an int in"):
+            _window_starts(10, 4, bad)
+
+
+def test_long_motion_windows_are_denoised_together():
+    model = _randomised(VideoDiffusion(TINY))
+    g = torch.Generator().manual_seed(7)
+    ref = torch.randint(0, 256, (S, S, 3), generator=g, dtype=torch.uint8)
+    long = torch.rand(3 * T - 2, S, S, 4, generator=g)  # 10 frames: windows of 4
+    other = long.clone()
+    other[T:] = torch.rand(long.shape[0] - T, S, S, 4, generator=g)  # new motion after the first window
+    out = model.sample(ref, long, steps=3, overlap=2)
+    assert out.shape == (long.shape[0], S, S, 3)
+    # independent windows: the first window does not see the motion after it ...
+    assert np.array_equal(model.sample(ref, long, steps=3, overlap=0)[:T],
+                          model.sample(ref, other, steps=3, overlap=0)[:T])
+    # ... overlapping ones are denoised together, so it does
+    assert not np.array_equal(out[:T], model.sample(ref, other, steps=3, overlap=2)[:T])
+
+    # With a prediction that looks at each frame alone, averaging the windows changes nothing: the
+    # windowed result equals one pass over the whole sequence.
+    def per_frame(x, t, reference, motion, keep_reference=None, keep_motion=None):
+        return torch.tanh(0.5 * x + motion[..., :3].mean(-1, keepdim=True) - 0.2)
+
+    model.forward = per_frame
+    windowed = model.sample(ref, long, steps=3, overlap=2)
+    model.config = dataclasses.replace(model.config, frames=long.shape[0])
+    whole = model.sample(ref, long, steps=3)
+    assert np.abs(windowed.astype(int) - whole.astype(int)).max() <= 1
 
 
 def test_params_model_samples_from_parameters():

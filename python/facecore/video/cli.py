@@ -109,11 +109,13 @@ def sample_main(
     = 30.0,
     max_frames: Annotated[int, typer.Option("--max-frames", help="generate at most this many frames")] = None,
     seed: Annotated[int, typer.Option(help="noise seed")] = 0,
+    overlap: Annotated[int, typer.Option(help="frames shared by neighbouring windows of a long motion "
+                                              "(default: half the model's clip length)")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 (auto: cuda when available)")] = "auto",
 ) -> dict[str, Any]:
     """Generate a face video: appearance from REFERENCE, motion from the CSV (rendered by facecore to
-    normal/depth maps, or read as ARKit vectors for a motion='params' model), in windows of the
-    model's clip length (each window sampled independently with the same seed)."""
+    normal/depth maps, or read as ARKit vectors for a motion='params' model). A motion longer than the
+    model's clip length is generated in overlapping windows denoised together (see VideoDiffusion.sample)."""
     import torch
 
     from ..io import read_csv
@@ -144,11 +146,8 @@ def sample_main(
             drive = np.asarray(motion_maps(torch.from_numpy(params), cfg.image_size), np.float32)
         else:
             drive = params
-        frames = []
-        for i in range(0, len(params), cfg.frames):
-            frames.append(net.sample(ref, drive[i:i + cfg.frames], steps=steps,
-                                     guidance=(guidance_reference, guidance_motion), seed=seed))
-        video = np.concatenate(frames)
+        video = net.sample(ref, drive, steps=steps, guidance=(guidance_reference, guidance_motion), seed=seed,
+                           overlap=overlap)
         seconds = time.perf_counter() - t0
         out.parent.mkdir(parents=True, exist_ok=True)
         n = write_video(out, list(video), fps)

@@ -259,6 +259,21 @@ class ParamsEncoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------------
+def _window_starts(T: int, frames: int, overlap: int | None) -> list[int]:
+    """First frames of the windows of ``frames`` frames covering ``T``, ``overlap`` frames shared by
+    neighbours (default ``frames // 2``), the last one ending at ``T``; ``[0]`` when ``T <= frames``."""
+    if overlap is None:
+        overlap = frames // 2
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < frames:
+        raise ValueError(f"overlap must be an int in [0, frames={frames}), got {overlap!r}")
+    if T <= frames:
+        return [0]
+    starts = list(range(0, T - frames + 1, frames - overlap))
+    if starts[-1] != T - frames:
+        starts.append(T - frames)
+    return starts
+
+
 class VideoDiffusion(nn.Module):
     """The controllable video diffusion model (see the module docstring).
 
@@ -439,12 +454,17 @@ class VideoDiffusion(nn.Module):
     # -- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, reference: Any, motion: Any, steps: int = 25,
-               guidance: float | tuple[float, float] = (2.0, 2.0), seed: int = 0, eta: float = 0.0
-               ) -> np.ndarray:
+               guidance: float | tuple[float, float] = (2.0, 2.0), seed: int = 0, eta: float = 0.0,
+               overlap: int | None = None) -> np.ndarray:
         """Generate frames: ``reference`` uint8 ``[S, S, 3]`` (or ``[B, S, S, 3]``), ``motion`` maps
         ``[T, S, S, C]`` / params ``[T, 61]`` (or with a leading ``B``) -> uint8 ``[T, S, S, 3]`` (or
         ``[B, T, S, S, 3]``). DDIM with ``steps`` steps (``eta`` 0: deterministic given ``seed``);
-        ``guidance`` = ``(reference scale, motion scale)`` or one number for both (1 = no guidance)."""
+        ``guidance`` = ``(reference scale, motion scale)`` or one number for both (1 = no guidance).
+
+        A motion longer than the trained clip length ``config.frames`` is generated in windows of that
+        length, ``overlap`` frames apart from the next (default ``frames // 2``), **denoised together**:
+        at every step each frame's prediction is the mean over the windows holding it (MultiDiffusion,
+        Bar-Tal et al. 2023), so neighbouring windows agree where they meet instead of jumping there."""
         cfg = self.config
         ref = reference if isinstance(reference, torch.Tensor) else torch.as_tensor(np.asarray(reference))
         batched = ref.dim() == 4
@@ -466,25 +486,42 @@ class VideoDiffusion(nn.Module):
         r = torch.stack([self._check_image(x, "reference", 3) for x in refs]).to(dev)
         m = torch.stack([self._check_motion(x, None, "motion") for x in mots]).to(dev)
         B, T, S = r.shape[0], m.shape[1], cfg.image_size
+        starts = _window_starts(T, cfg.frames, overlap)
+        W = min(T, cfg.frames)
         sampler = self.schedule.sampler(steps)
         g = torch.Generator().manual_seed(int(seed))
         x = torch.randn((B, T, S, S, 3), generator=g).to(dev)
         guided = (s_ref, s_mot) != (1.0, 1.0)
+        # every window of every clip is one row of the batch: [len(starts) * B, W, ...]
+        rw = r.repeat(len(starts), 1, 1, 1)
+        mw = torch.cat([m[:, s:s + W] for s in starts])
+        held = torch.zeros(T, device=dev)  # how many windows hold each frame
+        for s0 in starts:
+            held[s0:s0 + W] += 1
         was_training = self.training
         self.eval()
         try:
             for t in sampler.timesteps:
-                tt = torch.full((B,), int(t), device=dev, dtype=torch.long)
+                xw = torch.cat([x[:, s:s + W] for s in starts])
+                n = xw.shape[0]
+                tt = torch.full((n,), int(t), device=dev, dtype=torch.long)
                 if not guided:
-                    pred = self(x, tt, r, m)
+                    pw = self(xw, tt, rw, mw)
                 else:
-                    # one pass over 3B: (ref, motion), (ref, no motion), (no ref, no motion)
-                    one, zero = torch.ones(B, device=dev), torch.zeros(B, device=dev)
-                    p = self(x.repeat(3, 1, 1, 1, 1), tt.repeat(3), r.repeat(3, 1, 1, 1),
-                             m.repeat(3, *([1] * (m.dim() - 1))), torch.cat([one, one, zero]),
+                    # one pass over 3n: (ref, motion), (ref, no motion), (no ref, no motion)
+                    one, zero = torch.ones(n, device=dev), torch.zeros(n, device=dev)
+                    p = self(xw.repeat(3, 1, 1, 1, 1), tt.repeat(3), rw.repeat(3, 1, 1, 1),
+                             mw.repeat(3, *([1] * (mw.dim() - 1))), torch.cat([one, one, zero]),
                              torch.cat([one, zero, zero]))
                     full, ref_only, none = p.chunk(3)
-                    pred = none + s_ref * (ref_only - none) + s_mot * (full - ref_only)
+                    pw = none + s_ref * (ref_only - none) + s_mot * (full - ref_only)
+                if len(starts) == 1:
+                    pred = pw
+                else:
+                    pred = torch.zeros_like(x)
+                    for i, s0 in enumerate(starts):
+                        pred[:, s0:s0 + W] += pw[i * B:(i + 1) * B]
+                    pred = pred / held.view(1, T, 1, 1, 1)
                 x = sampler.step(pred, t, x, eta=eta, generator=g if eta > 0 else None).prev_sample
         finally:
             self.train(was_training)
