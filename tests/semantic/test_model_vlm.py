@@ -155,6 +155,45 @@ def test_constrained_decoding_of_a_random_model_always_parses(tok):
                             "symmetry"} <= set(analysis)
 
 
+def test_nucleus_sampling_follows_the_truncated_softmax():
+    from facecore.semantic.decoding import _Chooser
+
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0]).log()  # the last one is -inf: never allowed
+    choose = _Chooser(1.0, 0.75, seed=0)  # the nucleus holding 0.75 is {0.5, 0.3}
+    counts = np.bincount([choose(logits) for _ in range(4000)], minlength=5) / 4000
+    assert counts[2:].sum() == 0
+    assert abs(counts[0] - 0.625) < 0.03 and abs(counts[1] - 0.375) < 0.03
+    hot = _Chooser(2.0, 1.0, seed=1)  # temperature 2 flattens: p ∝ sqrt(p)
+    counts = np.bincount([hot(logits) for _ in range(4000)], minlength=5) / 4000
+    want = np.sqrt([0.5, 0.3, 0.15, 0.05])
+    assert counts[4] == 0 and np.abs(counts[:4] - want / want.sum()).max() < 0.03
+    assert _Chooser(0.0, 1.0, seed=0)(logits) == 0  # greedy
+
+
+def test_sampled_constrained_decoding_parses_and_reproduces(tok):
+    g = AnswerGrammar(tok)
+    torch.manual_seed(0)
+    model = build_vlm(TINY, tok)
+    n = num_image_tokens(model, TINY.image_size)
+    prompt = torch.tensor([sd.prompt_ids(tok, n)] * 3)
+    pv = pixel_values(torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8), TINY.image_size)
+
+    def texts(**kw):
+        return [d.text for d in constrained_decode(model, g, prompt, pv, max_analysis_tokens=40, **kw)]
+
+    greedy, sampled = texts(), texts(temperature=1.0, seed=3)
+    for text in sampled:
+        _, params = parse_semanticface(text, strict=True)
+        assert ((params >= arkit.LOW) & (params <= arkit.HIGH)).all()
+    assert sampled == texts(temperature=1.0, seed=3)  # a seed reproduces its answers
+    assert sampled != texts(temperature=1.0, seed=4) and sampled != greedy
+    assert texts(temperature=1.0, top_p=1e-9) == greedy  # a nucleus of one token is the argmax
+    for bad, match in (({"temperature": -1.0}, "temperature must be >= 0"), ({"top_p": 0.0}, "top_p"),
+                       ({"top_p": 1.5}, "top_p"), ({"temperature": float("nan")}, "finite")):
+        with pytest.raises(ValueError, match=match):
+            texts(**bad)
+
+
 def test_pixel_values_checks_and_normalises():
     x = pixel_values(np.full((20, 30, 3), 255, np.uint8), 16)
     assert x.shape == (1, 3, 16, 16) and torch.allclose(x, torch.ones_like(x))

@@ -241,6 +241,16 @@ def test_cli_train_predict_eval(tmp_path):
     assert r.exit_code == 0, r.output
     rec = json.loads((tmp_path / "out.jsonl").read_text())
     assert list(rec["arkit"]) == list(arkit.NAMES) and parse_semanticface(rec["response"], strict=False)
+    sampled = []
+    for name in ("s1.jsonl", "s2.jsonl"):  # sampling: the same seed gives the same answer
+        r = run.invoke(app, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / name), "--model",
+                             str(tmp_path / "run" / "model"), "--temperature", "1.0", "--top-p", "0.9"])
+        assert r.exit_code == 0, r.output
+        sampled.append(json.loads((tmp_path / name).read_text()))
+    assert sampled[0] == sampled[1] and parse_semanticface(sampled[0]["response"], strict=False)
+    r = run.invoke(app, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.jsonl"), "--model",
+                         str(tmp_path / "run" / "model"), "--top-p", "0"])
+    assert r.exit_code == 1 and "top_p must be in (0, 1]" in r.output
     r = run.invoke(app, ["eval", str(tmp_path / "run" / "model"), "--n", "2", "--splits", "seen,toon"])
     assert r.exit_code == 0, r.output
     assert "| T0:" in r.output and "toon" in r.output

@@ -67,6 +67,10 @@ def predict_cmd(
     model: Annotated[Path, typer.Option(help="a model folder exported by `facecore semantic train` "
                                              "(<run>/model)")],
     max_analysis_tokens: Annotated[int, typer.Option(help="token budget of the analysis (T1)")] = 512,
+    temperature: Annotated[float, typer.Option(help="0: greedy; above 0: sample the answer")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="nucleus of the sampling (with --temperature)")]
+    = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of the sampling (with --temperature)")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N")] = "cpu",
 ) -> None:
     """Read faces: one ``{"image", "response", "analysis", "arkit"}`` record per image."""
@@ -76,16 +80,19 @@ def predict_cmd(
     from .. import arkit
     from ..cli_support import user_errors
     from ..io.semanticface import parse_semanticface
+    from ..training_utils import seed_of
     from .data import REGRESSION_VARIANTS
+    from .decoding import check_sampling
     from .inference import load
 
     with user_errors():
+        check_sampling(temperature, top_p)
         missing = [str(p) for p in images if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"image(s) not found: {', '.join(missing)}")
         m = load(model, device)
         lines = []
-        for p in images:
+        for i, p in enumerate(images):
             try:
                 img = np.asarray(Image.open(p).convert("RGB"))
             except OSError as e:
@@ -94,7 +101,8 @@ def predict_cmd(
                 analysis, params = m.predict(img)[0]
                 text = None
             else:
-                d = m.generate(img, max_analysis_tokens=max_analysis_tokens)[0]
+                d = m.generate(img, max_analysis_tokens=max_analysis_tokens, temperature=temperature,
+                               top_p=top_p, seed=seed_of(seed, i))[0]
                 text, params = d.text, d.params
                 analysis = parse_semanticface(text, strict=False)[0] if m.variant == "T1" else {}
             rec = {"image": str(p), "response": text, "analysis": analysis,

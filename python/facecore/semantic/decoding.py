@@ -1,6 +1,9 @@
 """Constrained decoding: every answer parses and holds all 61 channels, each a valid one-decimal value.
 
-The answer is decoded greedily, in lockstep for the whole batch, on the model's KV cache:
+The answer is decoded in lockstep for the whole batch, on the model's KV cache, greedily by default or
+by sampling (``temperature`` > 0, nucleus ``top_p``; each row its own generator seeded from ``seed`` and
+the row's index, so a seed reproduces its answers). Every choice the model makes is among the tokens the
+format allows at that point:
 
 1. *the analysis* (T1): the four section titles (one token each in facecore's tokenizer) are forced in
    order; after each the model writes freely (``max_analysis_tokens`` for the four sections together,
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import arkit
+from ..training_utils import seed_of
 from .data import ANALYSIS_END, CLOSE, KEY_PIECES, encode_pieces, value_strings
 
 
@@ -96,11 +100,43 @@ def _trie(values: dict[str, list[int]]) -> dict:
     return root
 
 
+class _Chooser:
+    """Picks a token from logits whose disallowed entries are ``-inf``: the argmax (``temperature`` 0)
+    or a sample from ``softmax(logits / temperature)`` restricted to the smallest set of tokens holding
+    ``top_p`` of the probability (nucleus sampling, Holtzman et al. 2020)."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int):
+        self.temperature, self.top_p = float(temperature), float(top_p)
+        self.generator = torch.Generator().manual_seed(seed) if self.temperature > 0 else None
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        if self.generator is None:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.double().cpu() / self.temperature, -1)
+        order = torch.argsort(probs, descending=True, stable=True)
+        sorted_p = probs[order]
+        keep = int((torch.cumsum(sorted_p, 0) < self.top_p).sum()) + 1  # the token crossing top_p included
+        kept = sorted_p[:keep]
+        return int(order[torch.multinomial(kept / kept.sum(), 1, generator=self.generator)])
+
+
+def check_sampling(temperature: Any, top_p: Any) -> None:
+    """ValueError unless ``temperature`` >= 0 and ``0 < top_p <= 1`` (finite numbers)."""
+    for name, v in (("temperature", temperature), ("top_p", top_p)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
 class _Answer:
     """The decoding state of one sequence: what to feed next given the model's logits."""
 
-    def __init__(self, g: AnswerGrammar, max_free: int):
+    def __init__(self, g: AnswerGrammar, max_free: int, choose: _Chooser | None = None):
         self.g, self.max_free = g, max_free
+        self.choose = choose or _Chooser(0.0, 1.0, 0)
         self.free: list[int] = []  # every token before the JSON (titles and forced breaks included)
         self.queue: list[int] = []
         self.values: list[str] = []
@@ -131,7 +167,7 @@ class _Answer:
         """Whether the model's choice is the stop token while the text is not at a line start (a title
         or the JSON must start a line for the answer to parse)."""
         banned = self.g.section_banned[min(self.section, len(self.g.headers))]
-        self._pick = int(logits.masked_fill(banned.to(logits.device), -float("inf")).argmax())
+        self._pick = self.choose(logits.masked_fill(banned.to(logits.device), -float("inf")))
         return self._pick == stop and not (self.free and self.g.ends_line[self.free[-1]])
 
     def _end_section(self, tok: int) -> None:
@@ -181,7 +217,7 @@ class _Answer:
             return tok
         # choosing a value: only the tokens that continue an allowed value string
         allowed = [t for t in self.node if t is not None]
-        tok = allowed[int(logits[allowed].argmax())] if len(allowed) > 1 else allowed[0]
+        tok = allowed[self.choose(logits[allowed])] if len(allowed) > 1 else allowed[0]
         self.node = self.node[tok]
         if None in self.node and len(self.node) == 1:
             self.values.append(self.node[None])
@@ -203,21 +239,28 @@ class _Answer:
 
 @torch.no_grad()
 def constrained_decode(model: torch.nn.Module, grammar: AnswerGrammar, prompt: torch.Tensor,
-                       pixel_values: torch.Tensor, *, max_analysis_tokens: int = 256) -> list[Decoded]:
-    """Greedy constrained answers for a batch: ``prompt [B, P]`` token ids (the same length for every
-    row: image placeholders + prompt text), ``pixel_values [B, 3, S, S]``; ``max_analysis_tokens=0``
-    writes the coefficients only (variant T0)."""
+                       pixel_values: torch.Tensor, *, max_analysis_tokens: int = 256,
+                       temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                       first_row: int = 0) -> list[Decoded]:
+    """Constrained answers for a batch: ``prompt [B, P]`` token ids (the same length for every row:
+    image placeholders + prompt text), ``pixel_values [B, 3, S, S]``; ``max_analysis_tokens=0`` writes
+    the coefficients only (variant T0). ``temperature`` 0 decodes greedily; above 0 each row samples
+    with a generator seeded by ``seed_of(seed, first_row + row)``."""
     if prompt.dim() != 2 or prompt.shape[0] != pixel_values.shape[0]:
         raise ValueError(f"prompt must be [B, P] with B = pixel_values' batch {pixel_values.shape[0]}, "
                          f"got {list(prompt.shape)}")
     if isinstance(max_analysis_tokens, bool) or not isinstance(max_analysis_tokens, int) or \
             max_analysis_tokens < 0:
         raise ValueError(f"max_analysis_tokens must be an integer >= 0, got {max_analysis_tokens!r}")
+    check_sampling(temperature, top_p)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
     was_training = model.training
     model.eval()
     try:
         B = prompt.shape[0]
-        states = [_Answer(grammar, max_analysis_tokens) for _ in range(B)]
+        states = [_Answer(grammar, max_analysis_tokens,
+                          _Chooser(temperature, top_p, seed_of(seed, first_row + b))) for b in range(B)]
         out = model(input_ids=prompt, pixel_values=pixel_values, use_cache=True, logits_to_keep=1)
         pad = grammar.tokenizer.pad_token_id
         while not all(s.done for s in states):
@@ -242,5 +285,5 @@ def decode_any(model: torch.nn.Module, grammar: AnswerGrammar, prompt: torch.Ten
     """:func:`constrained_decode` in chunks of at most 16 images (bounds the KV cache)."""
     res: list[Decoded] = []
     for i in range(0, pixel_values.shape[0], 16):
-        res += constrained_decode(model, grammar, prompt[i:i + 16], pixel_values[i:i + 16], **kw)
+        res += constrained_decode(model, grammar, prompt[i:i + 16], pixel_values[i:i + 16], first_row=i, **kw)
     return res

@@ -44,8 +44,11 @@ class SemanticModel:
         return pixel_values(images, int(self.info["image_size"]), self.device,
                             next(self.model.parameters()).dtype)
 
-    def generate(self, images: Any, *, max_analysis_tokens: int = 512) -> list:
-        """Constrained answers for ``images`` (text variants only)."""
+    def generate(self, images: Any, *, max_analysis_tokens: int = 512, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int = 0) -> list:
+        """Constrained answers for ``images`` (text variants only): greedy, or sampled when
+        ``temperature`` > 0 (nucleus ``top_p``; ``seed`` reproduces them; see
+        :func:`facecore.semantic.decoding.constrained_decode`)."""
         from .decoding import decode_any
 
         if self.variant in sd.REGRESSION_VARIANTS:
@@ -55,20 +58,24 @@ class SemanticModel:
         prompt = torch.tensor([sd.prompt_ids(self.tokenizer, int(self.info["n_image_tokens"]))] * pv.shape[0],
                               device=self.device)
         return decode_any(self.model, self.grammar, prompt, pv,
-                          max_analysis_tokens=max_analysis_tokens if self.variant == "T1" else 0)
+                          max_analysis_tokens=max_analysis_tokens if self.variant == "T1" else 0,
+                          temperature=temperature, top_p=top_p, seed=seed)
 
     @torch.no_grad()
-    def predict(self, images: Any, *, max_analysis_tokens: int = 512) -> list[tuple[dict, np.ndarray]]:
+    def predict(self, images: Any, *, max_analysis_tokens: int = 512, temperature: float = 0.0,
+                top_p: float = 1.0, seed: int = 0) -> list[tuple[dict, np.ndarray]]:
         """``images`` (uint8 ``[B, H, W, 3]``, ``[H, W, 3]`` or a list of images of any size) ->
         ``[(analysis, params)]``: the parsed analysis (``facecore.io.parse_semanticface``'s structured
-        fields; ``{}`` for T0, R and R+S, which write none) and the 61 coefficients."""
+        fields; ``{}`` for T0, R and R+S, which write none) and the 61 coefficients. ``temperature``,
+        ``top_p`` and ``seed`` as in :meth:`generate` (R and R+S regress and ignore them)."""
         from ..io.semanticface import parse_semanticface
 
         if self.variant in sd.REGRESSION_VARIANTS:
             out = self.model(self._pixels(images)).float().cpu().numpy()
             return [({}, row.astype(np.float32)) for row in out]
         res = []
-        for d in self.generate(images, max_analysis_tokens=max_analysis_tokens):
+        for d in self.generate(images, max_analysis_tokens=max_analysis_tokens, temperature=temperature,
+                               top_p=top_p, seed=seed):
             analysis = parse_semanticface(d.text, strict=False)[0] if self.variant == "T1" else {}
             res.append((analysis, d.params))
         return res
