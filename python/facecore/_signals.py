@@ -15,23 +15,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # SIGALRM too: exit_on_sigterm re-raises a dropped SIGTERM from a SIGALRM.
-_DEFERRED = tuple(s for s in ("SIGINT", "SIGTERM", "SIGALRM") if hasattr(signal, s))
+_DEFERRED = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGALRM") if hasattr(signal, s))
 
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGALRM until the block ends; they are then delivered (and their
-    Python handlers run) as usual. Only the main thread runs Python signal handlers, so elsewhere,
-    and where the OS has no signal masks, this does nothing.
+    """Hold SIGINT, SIGTERM and SIGALRM until the block ends; each one that arrived is then raised
+    again, so its handler runs (and its exception is raised) as the block exits.
 
-    A child process started inside the block inherits the mask: it is not interrupted by these
-    signals sent to it alone (ffmpeg here, whose lifetime facecore controls through its stdin and kill).
+    Signals are held at the Python level: their Python handlers are swapped for one that only records
+    them. A signal mask would not do: with other threads alive (torch's and OpenMP's pools) the kernel
+    hands a process-directed signal to a thread that does not block it, and Python runs the handler in
+    the main thread anyway. Signals left at their default or ignored are not touched, and outside the
+    main thread (where Python cannot set handlers, and runs none) this does nothing.
     """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, [getattr(signal, s) for s in _DEFERRED])
+    arrived: list[int] = []
+    previous = {}
+    for s in _DEFERRED:
+        handler = signal.getsignal(s)
+        if callable(handler):  # a Python handler: one that could raise in the middle of the block
+            previous[s] = signal.signal(s, lambda signum, frame: arrived.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(arrived):  # each once, in arrival order; its handler runs right after
+            signal.raise_signal(s)

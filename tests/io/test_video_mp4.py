@@ -210,6 +210,8 @@ def test_sigterm_as_ffmpeg_starts_leaves_no_ffmpeg_and_no_file(tmp_path):
                 os.kill(os.getpid(), signal.SIGTERM)
 
         subprocess.Popen.__init__ = init_then_sigterm
+        import threading, time  # another thread, as torch's pools are in a real command
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
         exit_on_sigterm()
         with atomic_file(Path({str(out_dir)!r}) / "clip.mp4") as tmp:
             write_video(tmp, (np.zeros((16, 16, 3), np.uint8) for _ in range(30)), 30)
