@@ -47,6 +47,10 @@ def test_train_then_sample(tmp_path):
     frames, info = read_video(out)
     frames = list(frames)
     assert len(frames) == 6 and frames[0].shape[:2] == (16, 16)  # 6 frames: windows of 4 at frames 0 and 2
+    res = runner.invoke(app, ["video", "sample", "--model", str(tmp_path / "run"), "--reference",
+                              str(tmp_path / "ref.png"), "--motion", str(tmp_path / "take.csv"),
+                              "-o", str(out), "--steps", "2", "--overlap", "4"])
+    assert res.exit_code == 1 and "overlap must be an int in [0, frames=4)" in res.output
 
 
 def test_cli_errors(tmp_path):
