@@ -259,6 +259,9 @@ class ParamsEncoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------------
+_ROWS_PER_PASS = 16  # clip windows per model pass when sampling a long motion
+
+
 def _window_starts(T: int, frames: int, overlap: int | None) -> list[int]:
     """First frames of the windows of ``frames`` frames covering ``T``, ``overlap`` frames shared by
     neighbours (default ``frames // 2``), the last one ending at ``T``; ``[0]`` when ``T <= frames``."""
@@ -492,9 +495,10 @@ class VideoDiffusion(nn.Module):
         g = torch.Generator().manual_seed(int(seed))
         x = torch.randn((B, T, S, S, 3), generator=g).to(dev)
         guided = (s_ref, s_mot) != (1.0, 1.0)
-        # every window of every clip is one row of the batch: [len(starts) * B, W, ...]
-        rw = r.repeat(len(starts), 1, 1, 1)
-        mw = torch.cat([m[:, s:s + W] for s in starts])
+        # windows run through the model a few at a time (bounded memory for any motion length), each
+        # window of each clip one row of the batch
+        per_pass = max(1, _ROWS_PER_PASS // B)
+        chunks = [starts[i:i + per_pass] for i in range(0, len(starts), per_pass)]
         held = torch.zeros(T, device=dev)  # how many windows hold each frame
         for s0 in starts:
             held[s0:s0 + W] += 1
@@ -502,31 +506,37 @@ class VideoDiffusion(nn.Module):
         self.eval()
         try:
             for t in sampler.timesteps:
-                xw = torch.cat([x[:, s:s + W] for s in starts])
-                n = xw.shape[0]
-                tt = torch.full((n,), int(t), device=dev, dtype=torch.long)
-                if not guided:
-                    pw = self(xw, tt, rw, mw)
-                else:
-                    # one pass over 3n: (ref, motion), (ref, no motion), (no ref, no motion)
-                    one, zero = torch.ones(n, device=dev), torch.zeros(n, device=dev)
-                    p = self(xw.repeat(3, 1, 1, 1, 1), tt.repeat(3), rw.repeat(3, 1, 1, 1),
-                             mw.repeat(3, *([1] * (mw.dim() - 1))), torch.cat([one, one, zero]),
-                             torch.cat([one, zero, zero]))
-                    full, ref_only, none = p.chunk(3)
-                    pw = none + s_ref * (ref_only - none) + s_mot * (full - ref_only)
                 if len(starts) == 1:
-                    pred = pw
+                    pred = self._guided(x, int(t), r, m, s_ref, s_mot, guided)
                 else:
                     pred = torch.zeros_like(x)
-                    for i, s0 in enumerate(starts):
-                        pred[:, s0:s0 + W] += pw[i * B:(i + 1) * B]
+                    for chunk in chunks:
+                        pw = self._guided(torch.cat([x[:, s0:s0 + W] for s0 in chunk]), int(t),
+                                          r.repeat(len(chunk), 1, 1, 1),
+                                          torch.cat([m[:, s0:s0 + W] for s0 in chunk]), s_ref, s_mot, guided)
+                        for i, s0 in enumerate(chunk):
+                            pred[:, s0:s0 + W] += pw[i * B:(i + 1) * B]
                     pred = pred / held.view(1, T, 1, 1, 1)
                 x = sampler.step(pred, t, x, eta=eta, generator=g if eta > 0 else None).prev_sample
         finally:
             self.train(was_training)
         frames = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
         return frames if batched else frames[0]
+
+    def _guided(self, x: torch.Tensor, t: int, r: torch.Tensor, m: torch.Tensor, s_ref: float, s_mot: float,
+                guided: bool) -> torch.Tensor:
+        """The model's prediction for ``x`` at timestep ``t``, with two-scale classifier-free guidance."""
+        n = x.shape[0]
+        tt = torch.full((n,), t, device=x.device, dtype=torch.long)
+        if not guided:
+            return self(x, tt, r, m)
+        # one pass over 3n: (ref, motion), (ref, no motion), (no ref, no motion)
+        one, zero = torch.ones(n, device=x.device), torch.zeros(n, device=x.device)
+        p = self(x.repeat(3, 1, 1, 1, 1), tt.repeat(3), r.repeat(3, 1, 1, 1),
+                 m.repeat(3, *([1] * (m.dim() - 1))), torch.cat([one, one, zero]),
+                 torch.cat([one, zero, zero]))
+        full, ref_only, none = p.chunk(3)
+        return none + s_ref * (ref_only - none) + s_mot * (full - ref_only)
 
     # -- file format ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
