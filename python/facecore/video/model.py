@@ -72,7 +72,8 @@ class VideoDiffusionConfig:
     (channels of the motion maps: 3 normals + 1 depth), ``guider_channels`` (the guider's width),
     ``reference_tokens`` (extend spatial keys with reference tokens; the channel concat is always on),
     ``attention`` ("facecore", "sdpa", "eager"), schedule: ``num_train_timesteps``, ``beta_schedule``,
-    ``prediction`` ("v_prediction" or "epsilon")."""
+    ``prediction`` ("v_prediction" or "epsilon" with DDPM noise and DDIM sampling, or "flow":
+    rectified-flow matching with an Euler sampler; :mod:`facecore.video.schedule`)."""
 
     image_size: int = 32
     frames: int = 8
@@ -461,7 +462,8 @@ class VideoDiffusion(nn.Module):
                overlap: int | None = None) -> np.ndarray:
         """Generate frames: ``reference`` uint8 ``[S, S, 3]`` (or ``[B, S, S, 3]``), ``motion`` maps
         ``[T, S, S, C]`` / params ``[T, 61]`` (or with a leading ``B``) -> uint8 ``[T, S, S, 3]`` (or
-        ``[B, T, S, S, 3]``). DDIM with ``steps`` steps (``eta`` 0: deterministic given ``seed``);
+        ``[B, T, S, S, 3]``). DDIM with ``steps`` steps (``eta`` 0: deterministic given ``seed``; a
+        ``prediction="flow"`` model: Euler steps, deterministic, no ``eta``);
         ``guidance`` = ``(reference scale, motion scale)`` or one number for both (1 = no guidance).
 
         A motion longer than the trained clip length ``config.frames`` is generated in windows of that
@@ -484,6 +486,8 @@ class VideoDiffusion(nn.Module):
                              f"got {guidance!r}")
         if not (isinstance(eta, (int, float)) and 0 <= eta <= 1):
             raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+        if eta and cfg.prediction == "flow":
+            raise ValueError(f"eta={eta!r}: a flow-matching model samples deterministically (eta is DDIM's)")
         s_ref, s_mot = float(guidance[0]), float(guidance[1])
         dev = next(self.parameters()).device
         r = torch.stack([self._check_image(x, "reference", 3) for x in refs]).to(dev)
