@@ -76,7 +76,7 @@ def test_interrupts_deferred_holds_sigterm_until_the_block_ends(threads):
     # process-directed signal to any thread; Python still runs the handler in the main thread.
     child = textwrap.dedent(f"""
         import os, signal, threading, time
-        from facecore._signals import interrupts_deferred
+        from facecore._atomic import interrupts_deferred
         from facecore.cli_support import exit_on_sigterm
         for _ in range({threads}):
             threading.Thread(target=time.sleep, args=(30,), daemon=True).start()

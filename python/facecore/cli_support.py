@@ -7,20 +7,18 @@ atomic writes, warnings as ``warning:`` lines and the progress bar. The top-leve
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ._signals import interrupts_deferred
+from ._atomic import atomic_path
 
 # Errors that mean "bad input" (one line, exit 1) rather than a bug (traceback).
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError,
@@ -74,27 +72,10 @@ def output_file(out: Path, suffix: str) -> None:
     check_writable(out.parent if str(out.parent) else Path("."))
 
 
-@contextmanager
-def atomic_file(out: Path) -> Iterator[Path]:
+def atomic_file(out: Path) -> AbstractContextManager[Path]:
     """A temporary path beside ``out`` (same suffix) that replaces ``out`` when the block completes
     and is removed otherwise (an error, Ctrl-C, SIGTERM)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        # Deferred, so that a Ctrl-C cannot land between mkstemp and ``tmp`` naming its file; a signal
-        # held here is raised as the block ends, inside the try, and the finally removes the file.
-        with interrupts_deferred():
-            fd, name = tempfile.mkstemp(prefix=f".{out.stem}.partial-", suffix=out.suffix, dir=out.parent)
-            os.close(fd)
-            tmp = Path(name)
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the output gets the usual mode
-        os.replace(tmp, out)
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    return atomic_path(out, prefix=f".{out.stem}.partial-", suffix=out.suffix)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ import hashlib
 import math
 import os
 import random
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._signals import interrupts_deferred
+from ._atomic import atomic_path
 
 __all__ = ["EMA", "all_mean", "atomic_save", "atomic_write", "barrier", "choose_device", "dist_setup",
            "read_checkpoint", "read_safetensors", "rng_state", "seed_of", "set_rng_state", "warmup_cosine"]
@@ -121,18 +120,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``: a reader (or a
     crash) never sees a half-written file. The parent folder is created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        with interrupts_deferred():  # a Ctrl-C between mkstemp and ``tmp`` would leave the file behind
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-            os.close(fd)
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path, prefix=f".{path.name}.", suffix=".partial", mode=0o644) as tmp:
+        write(str(tmp))
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._signals import interrupts_deferred
+from .._atomic import interrupts_deferred
 
 
 def _ffmpeg():

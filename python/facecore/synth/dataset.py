@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._signals import interrupts_deferred
+from .._atomic import atomic_path, interrupts_deferred
 
 __all__ = ["FORMAT", "VERSION", "Dataset", "DatasetSpec", "read_manifest", "rig_digest", "write_dataset"]
 
@@ -621,18 +621,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    name = None
-    try:
-        with interrupts_deferred():  # a Ctrl-C between mkstemp and ``name`` would leave the file behind
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.chmod(name, 0o666 & ~_umask())
-        os.replace(name, path)
-    finally:
-        if name is not None:
-            Path(name).unlink(missing_ok=True)
+    with atomic_path(path, prefix=f".{path.name}.partial-") as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
