@@ -41,11 +41,17 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+def _run_until_sigterm(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python; it must end as a SIGTERM'd facecore command does (128 + 15)."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    return proc
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer (POSIX)")
 @pytest.mark.timeout(60)
 def test_sigterm_inside_a_weakref_callback_still_unwinds():
-    proc = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=50)
-    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    proc = _run_until_sigterm(_CHILD)
     assert "cleaned up" in proc.stdout
     assert "finished the work" not in proc.stdout
     assert "Exception ignored" not in proc.stderr  # the dropped SystemExit is not reported as a bug
@@ -64,8 +70,7 @@ def test_sigterm_at_a_plain_point_unwinds_once():
         finally:
             print("cleaned up", flush=True)
     """)
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=50)
-    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    proc = _run_until_sigterm(child)
     assert proc.stdout.split() == ["cleaned", "up"]
 
 
@@ -90,8 +95,7 @@ def test_interrupts_deferred_holds_sigterm_until_the_block_ends(threads):
         finally:
             print("cleaned up", flush=True)
     """)
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=50)
-    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    proc = _run_until_sigterm(child)
     assert proc.stdout.splitlines() == ["block finished", "cleaned up"]
 
 
@@ -115,7 +119,6 @@ def test_sigterm_right_after_mkstemp_leaves_no_temporary_file(tmp_path):
         with atomic_file(Path({str(tmp_path)!r}) / "out.csv") as tmp:
             print("inside", flush=True)
     """)
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=50)
-    assert proc.returncode == 128 + signal.SIGTERM, (proc.stdout, proc.stderr)
+    proc = _run_until_sigterm(child)
     assert "inside" not in proc.stdout
     assert list(tmp_path.iterdir()) == []

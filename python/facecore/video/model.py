@@ -510,17 +510,14 @@ class VideoDiffusion(nn.Module):
         self.eval()
         try:
             for t in sampler.timesteps:
-                if len(starts) == 1:
-                    pred = self._guided(x, int(t), r, m, s_ref, s_mot, guided)
-                else:
-                    pred = torch.zeros_like(x)
-                    for chunk in chunks:
-                        pw = self._guided(torch.cat([x[:, s0:s0 + W] for s0 in chunk]), int(t),
-                                          r.repeat(len(chunk), 1, 1, 1),
-                                          torch.cat([m[:, s0:s0 + W] for s0 in chunk]), s_ref, s_mot, guided)
-                        for i, s0 in enumerate(chunk):
-                            pred[:, s0:s0 + W] += pw[i * B:(i + 1) * B]
-                    pred = pred / held.view(1, T, 1, 1, 1)
+                pred = torch.zeros_like(x)
+                for chunk in chunks:
+                    pw = self._guided(torch.cat([x[:, s0:s0 + W] for s0 in chunk]), int(t),
+                                      r.repeat(len(chunk), 1, 1, 1),
+                                      torch.cat([m[:, s0:s0 + W] for s0 in chunk]), s_ref, s_mot, guided)
+                    for i, s0 in enumerate(chunk):
+                        pred[:, s0:s0 + W] += pw[i * B:(i + 1) * B]
+                pred = pred / held.view(1, T, 1, 1, 1)  # one window: exactly the prediction
                 x = sampler.step(pred, t, x, eta=eta, generator=g if eta > 0 else None).prev_sample
         finally:
             self.train(was_training)
